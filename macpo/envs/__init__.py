@@ -1,0 +1,5 @@
+"""Batched multi-agent environments on torch tensors, and adapters."""
+
+from macpo.envs.base import BatchedEnv, EnvInfo
+
+__all__ = ["BatchedEnv", "EnvInfo"]
