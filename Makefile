@@ -1,0 +1,44 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+DEMO_URI ?= sqlite:///outputs/mlflow.db
+DEMO_FIGURES ?= outputs/figures
+
+.PHONY: venv demo test test-fast lint bench clean
+
+# The stamp is rebuilt when pyproject.toml changes. torch goes first and pinned: an unpinned
+# torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m macpo.train -m env=predator_prey_small algo=qmix sampler=uniform seed=0,1 \
+		budget=demo sweep_name=demo logger.tracking_uri=$(DEMO_URI)
+	$(PY) -m analysis.figures --tracking-uri $(DEMO_URI) --sweep demo --out $(DEMO_FIGURES)
+	@echo
+	@echo "Results: MLflow store $(DEMO_URI), figures in $(DEMO_FIGURES)/"
+	@echo "Browse the runs: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI)"
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check macpo analysis tests
+
+bench: venv
+	$(PY) -m macpo.bench
+
+clean:
+	rm -rf outputs/runs outputs/multirun outputs/figures

@@ -1,0 +1,18 @@
+"""Build an env from its config group entry (``conf/env/*.yaml``)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from macpo.envs.base import BatchedEnv
+
+#: config keys that describe the entry rather than configure the env
+DESCRIPTIVE_KEYS = ("name",)
+
+
+def make_env(env_cfg: DictConfig, n_envs: int, device, seed: int | None = None) -> BatchedEnv:
+    kwargs = OmegaConf.to_container(env_cfg, resolve=True)
+    for k in DESCRIPTIVE_KEYS:
+        kwargs.pop(k, None)
+    return hydra.utils.instantiate(kwargs, n_envs=n_envs, device=device, seed=seed, _convert_="all")

@@ -1,0 +1,46 @@
+"""The per-agent recurrent utility network, shared by all agents (parameter sharing)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def agent_inputs(obs: torch.Tensor, actions: torch.Tensor, n_actions: int) -> torch.Tensor:
+    """Agent-network inputs over a whole episode batch: obs ⊕ last action one-hot ⊕ agent id.
+
+    obs [B, T, N, O] float, actions [B, T, N] long (the action taken at each t).
+    Returns [B, T, N, O + A + N]; the last action at t = 0 is all zeros.
+    """
+    b, t, n, _ = obs.shape
+    last = torch.zeros(b, t, n, n_actions, device=obs.device, dtype=obs.dtype)  # [B, T, N, A]
+    last[:, 1:] = F.one_hot(actions[:, :-1], n_actions).to(obs.dtype)
+    ids = torch.eye(n, device=obs.device, dtype=obs.dtype).expand(b, t, n, n)  # [B, T, N, N]
+    return torch.cat([obs, last, ids], dim=-1)
+
+
+class RNNAgent(nn.Module):
+    """fc → ReLU → GRU → fc: Q-values of one agent's actions from its observation history.
+
+    One fused ``nn.GRU`` call runs the whole time axis (no Python loop over timesteps), which is
+    what makes a learner update fast; acting feeds sequences of length 1 with a carried hidden state.
+    """
+
+    def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64, q_clamp: tuple | None = None):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.fc1 = nn.Linear(input_dim, hidden_dim)
+        self.rnn = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+        self.fc2 = nn.Linear(hidden_dim, n_actions)
+        self.q_clamp = tuple(q_clamp) if q_clamp is not None else None
+
+    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [B, T, N, I], hidden [1, B*N, H] or None → q [B, T, N, A], hidden [1, B*N, H]."""
+        b, t, n, i = inputs.shape
+        x = F.relu(self.fc1(inputs.transpose(1, 2).reshape(b * n, t, i)))  # [B*N, T, H]
+        h_seq, h_last = self.rnn(x, hidden)  # [B*N, T, H], [1, B*N, H]
+        q = self.fc2(h_seq).view(b, n, t, -1).transpose(1, 2)  # [B, T, N, A]
+        if self.q_clamp is not None:
+            q = q.clamp(*self.q_clamp)
+        return q, h_last
