@@ -68,14 +68,18 @@ def validate(cfg: DictConfig) -> None:
 
 
 def algorithm_classes() -> dict[str, type]:
-    """algo config name → class, read from ``conf/algo/*.yaml``."""
+    """algo config name → class, read from ``conf/algo/*.yaml`` (following their defaults lists)."""
     conf_dir = os.path.join(os.path.dirname(__file__), "..", "conf", "algo")
-    out = {}
-    for fname in sorted(os.listdir(conf_dir)):
-        if fname.endswith(".yaml"):
-            c = OmegaConf.load(os.path.join(conf_dir, fname))
-            out[fname[:-5]] = hydra.utils.get_class(c._target_)
-    return out
+
+    def target(name: str) -> str:
+        c = OmegaConf.load(os.path.join(conf_dir, name + ".yaml"))
+        if "_target_" in c:
+            return c._target_
+        parents = [d for d in c.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+        return target(parents[0])
+
+    names = sorted(f[:-5] for f in os.listdir(conf_dir) if f.endswith(".yaml"))
+    return {n: hydra.utils.get_class(target(n)) for n in names}
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:

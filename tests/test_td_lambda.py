@@ -10,7 +10,7 @@ def brute_force_lambda_return(r, v, length, terminated, gamma, lam):
     """G^λ_t = (1-λ) Σ_{n<L-t} λ^{n-1} G^(n)_t + λ^{L-t-1} G^(L-t)_t for one episode of L transitions."""
     out = []
     for t in range(length):
-        def n_step(n):
+        def n_step(n, t=t):
             g = sum(gamma**k * r[t + k] for k in range(n))
             end = t + n
             boot = 0.0 if (end == length and terminated) else v[end]

@@ -45,7 +45,8 @@ class QMIX(MarlAlgorithm):
         epsilon_anneal_time: int = 100_000,
     ) -> None:
         super().__init__(train_env, sampler, loop, lr, epsilon_start, epsilon_finish, epsilon_anneal_time)
-        self.name, self.gamma, self.td_lambda, self.double_q, self.grad_clip = name, gamma, td_lambda, double_q, grad_clip
+        self.name, self.gamma, self.td_lambda = name, gamma, td_lambda
+        self.double_q, self.grad_clip = double_q, grad_clip
         n, a, o, s = self.info.n_agents, self.info.n_actions, self.info.obs_shape, self.info.state_shape
         self.agent = RNNAgent(o + a + n, a, agent_hidden_dim, agent_q_clamp)
         self.mixer = QMixer(n, s, mixer_embed_dim, hypernet_dim)

@@ -9,7 +9,9 @@ from macpo.replay.signals import Signals
 
 
 class UniformSampler(Sampler):
+    """Score 1 everywhere (no factors)."""
+
     needs = frozenset()
 
-    def priority(self, signals: Signals) -> torch.Tensor:
-        return torch.ones_like(signals.mask)  # [B, T]
+    def log_factors(self, signals: Signals) -> dict[str, torch.Tensor]:
+        return {}
