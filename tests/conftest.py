@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+
+# One intra-op thread: the suite's tensors are small, and on a shared 2-core machine two OpenMP
+# threads spin against other processes (measured: a GRU forward 20x slower under load).
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

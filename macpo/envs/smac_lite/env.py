@@ -1,0 +1,444 @@
+"""SMAC without StarCraft II: B battles of one SMAC map stepped at once on torch tensors.
+
+Interfaces (sizes, action space and availability, observation and state layouts, reward,
+episode end) are SMAC's defaults as listed in ``shared/reference/smac.md``, so a network
+trained here has the shapes it would have on the real game. The battle itself is a small
+model of StarCraft II combat (``units.py`` stats, ``combat.py`` rules, ``enemy_ai.py``).
+
+Time: one env step is SMAC's 8 game loops at 22.4 loops per second ("faster" speed), i.e.
+``STEP_SECONDS`` = 0.357 s, applied to every speed, cooldown, heal rate and regeneration.
+There are no sub-steps: within a step units first move (a move order walks toward a point
+2 units away, an attack or heal order walks toward the target until it is in reach), then
+every unit whose target is in reach and whose cooldown runs out within the step fires; the
+leftover cooldown carries the exact firing time over (every weapon period exceeds one step).
+Hits land simultaneously (the Zealot's second hit as a second phase), then healing, then
+deaths, shield regeneration and cooldowns. A ``stop``ped agent holds position and fires at
+the nearest enemy once it is in reach (a Medivac heals the nearest damaged ally), as an idle
+StarCraft II unit does. An unavailable action acts as ``stop`` (no-op for the dead;
+``strict_actions=True`` raises instead, at the cost of a host sync). SMAC offers attacks the
+unit cannot land (a Marauder on the air Medivac): the unit walks toward the target, no damage.
+
+Layouts (``N`` agents, ``E`` enemies, ``A = 6 + E`` actions, ``s`` = 1 shield column on a
+Protoss side else 0, ``k`` unit-type bits):
+- obs [B, N, O]: 4 move flags (N, S, E, W); per enemy [attackable, dist, dx, dy, health,
+  (shield), type(k)] / 9 for distances; per other ally [visible, dist, dx, dy, health,
+  (shield), type(k)]; own [health, (shield), type(k)]. Unseen rows and dead agents are 0.
+- state [B, S]: per agent [health, cooldown (Medivac: energy / 200), x, y, (shield), type(k)];
+  per enemy [health, x, y, (shield), type(k)]; then the last actions' one-hots [N * A].
+- actions: 0 no-op (dead agents only), 1 stop, 2-5 move N/S/E/W, 6+i attack enemy i
+  (a Medivac: heal ally i).
+Reward: SMAC's dense positive reward |enemy health+shield lost + 10 per kill| (+200 on a win)
+scaled so that its maximum over an episode is 20; like SMAC it takes the absolute value, so
+enemy healing and shield regeneration count too. A timeout is a draw (truncated, not won);
+on maps with Medivacs a side left with only Medivacs has lost.
+Battles differ by the units' spawn positions (uniform jitter around the map's formation).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from macpo.envs.base import BatchedEnv, EnvInfo
+from macpo.envs.smac_lite.combat import (
+    advance_cooldown,
+    apply_hits,
+    heal,
+    nearest,
+    regenerate_shields,
+    step_toward,
+)
+from macpo.envs.smac_lite.enemy_ai import choose_enemy_targets
+from macpo.envs.smac_lite.maps import MapSpec, get_map
+from macpo.envs.smac_lite.roster import Roster
+
+GAME_LOOPS_PER_SECOND = 22.4
+GAME_LOOPS_PER_STEP = 8
+STEP_SECONDS = GAME_LOOPS_PER_STEP / GAME_LOOPS_PER_SECOND
+SIGHT_RANGE = 9.0
+SHOOT_RANGE = 6.0  # SMAC's attack/heal availability range (centre distance)
+MOVE_AMOUNT = 2.0
+NO_OP, STOP, MOVE_NORTH, MOVE_SOUTH, MOVE_EAST, MOVE_WEST = range(6)
+N_NON_ATTACK_ACTIONS = 6
+REWARD_PER_KILL = 10.0
+REWARD_WIN = 200.0
+REWARD_SCALE = 20.0  # the episode's maximum scaled reward
+ARRIVAL_RADIUS = 1.5  # an enemy this close to the attack point has arrived there
+RANGE_TOLERANCE = 1e-4  # reach slack for float round-off after walking exactly into range
+_MOVE_DIRECTIONS = ((0.0, 1.0), (0.0, -1.0), (1.0, 0.0), (-1.0, 0.0))  # N, S, E, W
+
+
+class SmacLiteEnv(BatchedEnv):
+    """B lock-step battles of one SMAC map; see the module docstring for rules and layouts.
+
+    Args:
+        map_name: a SMAC map of ``maps.MAPS`` (case-insensitive), or a ``MapSpec`` of a new one.
+        n_envs: number of parallel battles B.
+        device: torch device of every tensor and of the random generator.
+        seed: seed of the generator (spawn jitter); ``None`` draws a nondeterministic one.
+        spawn_jitter: each unit starts uniformly within +-``spawn_jitter`` of its formation slot.
+        strict_actions: raise ValueError on an unavailable action (costs a host sync per step).
+    """
+
+    def __init__(
+        self,
+        map_name: str | MapSpec,
+        n_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        spawn_jitter: float = 0.5,
+        strict_actions: bool = False,
+    ):
+        if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs <= 0:
+            raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+        if not spawn_jitter >= 0:
+            raise ValueError(f"env.spawn_jitter must be >= 0, got {spawn_jitter!r}")
+        self.spec = get_map(map_name)
+        self.n_envs = n_envs
+        self.device = torch.device(device)
+        self.spawn_jitter = float(spawn_jitter)
+        self.strict_actions = bool(strict_actions)
+        self.roster = r = Roster(self.spec, self.device)
+        n, e = r.n_agents, r.n_enemies
+        self.n_agents, self.n_enemies, self.n_units = n, e, r.n_units
+        self.n_actions = N_NON_ATTACK_ACTIONS + e
+
+        bits = r.type_onehot.shape[1]
+        obs_shape = (
+            len(_MOVE_DIRECTIONS)
+            + e * (5 + r.enemy_shield_bits + bits)
+            + (n - 1) * (5 + r.agent_shield_bits + bits)
+            + (1 + r.agent_shield_bits + bits)
+        )
+        state_shape = n * (4 + r.agent_shield_bits + bits) + e * (3 + r.enemy_shield_bits + bits) + n * self.n_actions
+        self._env_info = EnvInfo(
+            n_agents=n,
+            n_actions=self.n_actions,
+            obs_shape=obs_shape,
+            state_shape=state_shape,
+            episode_limit=self.spec.episode_limit,
+            obs_dtype=torch.float16,
+        )
+        max_reward = REWARD_PER_KILL * e + REWARD_WIN + float((r.max_health + r.max_shield)[n:].sum())
+        self.reward_scale = REWARD_SCALE / max_reward
+
+        dev = self.device
+        self._spawn = torch.tensor(self.spec.spawn_positions(), device=dev)  # [U, 2]
+        self._attack_point = torch.tensor(self.spec.attack_point, device=dev)  # [2]
+        self._bounds = torch.tensor([self.spec.width, self.spec.height], device=dev)  # [2]
+        self._directions = torch.tensor(_MOVE_DIRECTIONS, device=dev)  # [4, 2]
+        move_table = torch.zeros(self.n_actions, 2, device=dev)
+        move_table[MOVE_NORTH : MOVE_WEST + 1] = self._directions
+        self._action_move = move_table  # [A, 2] unit move vector of each action
+        others = torch.arange(n, device=dev).repeat(n, 1)
+        self._others = others[~torch.eye(n, dtype=torch.bool, device=dev)].view(n, n - 1)  # [N, N-1]
+        self._rows = torch.arange(n, device=dev).unsqueeze(1)  # [N, 1]
+        self._cooldown_feature_scale = torch.where(
+            r.max_cooldown_loops > 0, GAME_LOOPS_PER_SECOND / r.max_cooldown_loops.clamp(min=1e-9), 0.0
+        )  # [U]: seconds -> fraction of SMAC's max cooldown
+
+        self.generator = torch.Generator(device=dev)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+        self.reset()
+
+    @property
+    def env_info(self) -> EnvInfo:
+        return self._env_info
+
+    # ------------------------------------------------------------------ episode control
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        b, u, dev, r = self.n_envs, self.n_units, self.device, self.roster
+        jitter = (torch.rand(b, u, 2, generator=self.generator, device=dev) * 2 - 1) * self.spawn_jitter
+        self._pos = self._spawn + jitter  # [B, U, 2]
+        self._health = r.max_health.expand(b, u).clone()  # [B, U]
+        self._shield = r.max_shield.expand(b, u).clone()
+        self._energy = r.start_energy.expand(b, u).clone()
+        self._cooldown = torch.zeros(b, u, device=dev)  # seconds until the weapon is ready
+        self._since_damage = torch.full((b, u), 1e3, device=dev)  # seconds since last damaged
+        self._target = torch.full((b, u), -1, dtype=torch.long, device=dev)  # enemy AI memory
+        self._last_attacker = torch.full((b, u), -1, dtype=torch.long, device=dev)
+        self._arrived = torch.zeros(b, self.n_enemies, dtype=torch.bool, device=dev)  # at the attack point
+        self._last_action = torch.zeros(b, self.n_agents, self.n_actions, device=dev)  # one-hot
+        self._t = torch.zeros(b, dtype=torch.long, device=dev)
+        self._terminated = torch.zeros(b, dtype=torch.bool, device=dev)
+        self._truncated = torch.zeros(b, dtype=torch.bool, device=dev)
+        self._won = torch.zeros(b, dtype=torch.bool, device=dev)
+        self._observation = None
+        return self.get_obs(), self.get_state(), self.get_avail_actions()
+
+    def place_units(
+        self,
+        positions: torch.Tensor | None = None,
+        health: torch.Tensor | None = None,
+        shield: torch.Tensor | None = None,
+        energy: torch.Tensor | None = None,
+        cooldown: torch.Tensor | None = None,
+        since_damage: torch.Tensor | None = None,
+    ) -> None:
+        """Hand-place units in every battle (tests and scripted scenarios), after ``reset()``.
+
+        Each argument broadcasts to [B, U] ([B, U, 2] for positions; slots are agents then
+        enemies in map order); ``None`` keeps the current value. Health 0 removes a unit.
+        ``cooldown`` is in seconds, ``since_damage`` the seconds since the unit was last damaged.
+        """
+        b, u = self.n_envs, self.n_units
+        for name, value, shape in [
+            ("_pos", positions, (b, u, 2)),
+            ("_health", health, (b, u)),
+            ("_shield", shield, (b, u)),
+            ("_energy", energy, (b, u)),
+            ("_cooldown", cooldown, (b, u)),
+            ("_since_damage", since_damage, (b, u)),
+        ]:
+            if value is not None:
+                value = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+                setattr(self, name, value.expand(shape).clone())
+        self._target.fill_(-1)  # the enemy AI starts afresh
+        self._last_attacker.fill_(-1)
+        self._arrived.fill_(False)
+        self._observation = None
+
+    # ------------------------------------------------------------------ dynamics
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        b, n, u, r = self.n_envs, self.n_agents, self.n_units, self.roster
+        if tuple(actions.shape) != (b, n):
+            raise ValueError(f"actions must have shape [n_envs, n_agents] = [{b}, {n}], got {tuple(actions.shape)}")
+        act = actions.to(self.device, torch.long)  # [B, N]
+        avail = self.get_avail_actions()  # also computes self._dist for the current positions
+        in_range = act.clamp(0, self.n_actions - 1)
+        taken_ok = avail.gather(2, in_range.unsqueeze(-1)).squeeze(-1) & (act == in_range)  # [B, N]
+        if self.strict_actions:
+            bad = ~taken_ok
+            if bool(bad.any()):
+                env_i, agent_i = bad.nonzero()[0].tolist()
+                raise ValueError(
+                    f"action {int(act[env_i, agent_i])} of agent {agent_i} in env {env_i} is not available"
+                )
+        act = torch.where(taken_ok, act, torch.where(avail[..., STOP], STOP, NO_OP))
+        dt = STEP_SECONDS
+        dist = self._dist  # [B, U, U]
+        pos, health, shield = self._pos, self._health, self._shield
+        alive = health > 0  # [B, U]
+        damaged = health < r.max_health
+        active = ~(self._terminated | self._truncated)  # [B]
+
+        # --- orders: a target slot per unit (-1 none), or a move
+        slot = act - N_NON_ATTACK_ACTIONS
+        ordered = torch.where(r.healer[:n], slot, slot + n)  # [B, N] attack enemy / heal ally slot
+        hold = act == STOP
+        hold_ok = torch.where(
+            r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), r.can_attack[:n]
+        ) & alive.unsqueeze(1)  # [B, N, U]: a holding agent picks the nearest of these and acts once it is in reach
+        agent_target = torch.where(slot >= 0, ordered, torch.where(hold, nearest(hold_ok, dist[:, :n]), -1))
+        enemy_target, enemy_memory = choose_enemy_targets(
+            dist, alive, damaged, self._target[:, n:], self._last_attacker[:, n:], self._arrived, r, SIGHT_RANGE
+        )  # [B, E]
+        target = torch.cat([agent_target, enemy_target], 1)  # [B, U]
+        has_target = target >= 0
+        tgt = target.clamp(min=0)
+        tgt_xy = tgt.unsqueeze(-1).expand(b, u, 2)
+        reach = r.reach[r.slot, tgt]  # [B, U]
+
+        # --- movement
+        chase = has_target & torch.cat([~hold, has_target[:, n:]], 1)  # walk toward the target
+        free_goal = torch.cat(
+            [pos[:, :n] + MOVE_AMOUNT * self._action_move[act], self._attack_point.expand(b, u - n, 2)], 1
+        )  # [B, U, 2]
+        goal = torch.where(chase.unsqueeze(-1), pos.gather(1, tgt_xy), free_goal)
+        max_step = r.speed * dt * alive
+        new_pos = step_toward(pos, goal, reach * chase, max_step)
+        new_pos = torch.minimum(new_pos.clamp(min=0.0), self._bounds)
+
+        # --- attacks and heals from the new positions
+        to_target = (new_pos.gather(1, tgt_xy) - new_pos).square().sum(-1).sqrt()  # [B, U]
+        engaged = has_target & alive & alive.gather(1, tgt) & (to_target <= reach + RANGE_TOLERANCE)
+        fire = engaged & r.can_attack[r.slot, tgt] & (self._cooldown <= dt)
+        healing = engaged & r.can_heal[r.slot, tgt]
+
+        hit = r.hit[r.slot, tgt]  # [B, U] raw damage of one hit on the chosen target
+        hit_health = r.hit_health[r.slot, tgt]
+        tgt3 = tgt.unsqueeze(-1).expand(b, u, 3)
+        took_damage = torch.zeros(b, u, dtype=torch.bool, device=self.device)
+        for phase in (1, 2):  # the Zealot's second hit lands after everyone's first
+            firing = (fire & (r.hits >= phase)).float()
+            per_hit = torch.stack([hit * firing, hit_health * firing, firing], -1)  # [B, U, 3]
+            pooled = torch.zeros(b, u, 3, device=self.device).scatter_add_(1, tgt3, per_hit)
+            health, shield = apply_hits(health, shield, pooled[..., 0], pooled[..., 1], pooled[..., 2], r.armor)
+            took_damage = took_damage | (pooled[..., 0] > 0)
+        survived = alive & (health > 0)
+        health = health.clamp(min=0.0)
+
+        missing = (r.max_health - health).gather(1, tgt) * survived.gather(1, tgt)  # [B, U]
+        healed, energy = heal(self._energy, missing, healing & survived, r.heal_per_second, r.heal_per_energy, dt)
+        health = torch.minimum(health + torch.zeros_like(health).scatter_add_(1, tgt, healed), r.max_health)
+        energy = torch.minimum(energy + r.energy_per_second * dt, r.max_energy)
+
+        since_damage = torch.where(took_damage, 0.0, self._since_damage + dt)
+        shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
+        cooldown = advance_cooldown(self._cooldown, fire, r.cooldown, dt)
+        attacker = torch.where(fire, r.slot, -1)
+        last_attacker = torch.full_like(attacker, -1).scatter_reduce_(1, tgt, attacker, "amax")
+
+        # --- reward (SMAC: only positive, from enemy losses) and the end of the battle
+        enemy_lost = ((self._health + self._shield)[:, n:] - (health + shield)[:, n:]).sum(1)  # [B]
+        kills = (alive & ~survived)[:, n:].sum(1)
+        fighters = survived & ~r.healer  # [B, U]
+        agent_fighters = fighters[:, :n].sum(1)
+        enemy_fighters = fighters[:, n:].sum(1)
+        lost = (agent_fighters == 0) & ((enemy_fighters > 0) | r.has_healers)  # MMM: only Medivacs = loss
+        won = ~lost & (enemy_fighters == 0) & (agent_fighters > 0)
+        ended = (agent_fighters == 0) | (enemy_fighters == 0)
+        t = self._t + active
+        timeout = ~ended & (t >= self.spec.episode_limit)
+        reward = ((enemy_lost + REWARD_PER_KILL * kills).abs() + REWARD_WIN * won) * self.reward_scale * active
+
+        # --- commit; finished battles stay frozen
+        a1, a2 = active.unsqueeze(1), active.view(b, 1, 1)
+        self._pos = torch.where(a2, new_pos, pos)
+        self._health = torch.where(a1, health, self._health)
+        self._shield = torch.where(a1, shield, self._shield)
+        self._energy = torch.where(a1, energy, self._energy)
+        self._cooldown = torch.where(a1, cooldown, self._cooldown)
+        self._since_damage = torch.where(a1, since_damage, self._since_damage)
+        self._target[:, n:] = torch.where(a1, enemy_memory, self._target[:, n:])
+        self._last_attacker = torch.where(a1, last_attacker, self._last_attacker)
+        at_point = (new_pos[:, n:] - self._attack_point).square().sum(-1) < ARRIVAL_RADIUS**2  # [B, E]
+        self._arrived = self._arrived | (at_point & a1)
+        self._last_action = torch.where(a2, F.one_hot(act, self.n_actions).float(), self._last_action)
+        self._t = t
+        self._terminated = self._terminated | (active & ended)
+        self._truncated = self._truncated | (active & timeout)
+        self._won = self._won | (active & won)
+        self._observation = None
+        alive_now = self._health > 0
+        info = {
+            "battle_won": self._won.clone(),
+            "dead_allies": (~alive_now[:, :n]).sum(1),
+            "dead_enemies": (~alive_now[:, n:]).sum(1),
+        }
+        return reward, self._terminated.clone(), self._truncated.clone(), info
+
+    # ------------------------------------------------------------------ observation
+    def get_obs(self) -> torch.Tensor:
+        return self._observe()[0]  # [B, N, O]
+
+    def get_state(self) -> torch.Tensor:
+        return self._observe()[1]  # [B, S]
+
+    def get_avail_actions(self) -> torch.Tensor:
+        return self._observe()[2]  # [B, N, A] bool
+
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._observation is not None:
+            return self._observation
+        b, n, e, r = self.n_envs, self.n_agents, self.n_enemies, self.roster
+        pos = self._pos
+        alive = self._health > 0  # [B, U]
+        delta = (pos.unsqueeze(1) - pos[:, :n].unsqueeze(2)) / SIGHT_RANGE  # [B, N (from), U (to), 2]
+        dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U] exact
+        self._dist = dist
+
+        health = self._health * r.inv_max_health  # [B, U] fractions
+        shield = (self._shield * r.inv_max_shield).unsqueeze(-1)
+        bits = r.type_onehot.expand(b, -1, -1)  # [B, U, k]
+        hp = health.unsqueeze(-1)
+        agent_descr = torch.cat(
+            [hp[:, :n]] + [shield[:, :n]] * r.agent_shield_bits + [bits[:, :n]], -1
+        )  # [B, N, 1 + s + k] health, (shield), type
+        enemy_descr = torch.cat([hp[:, n:]] + [shield[:, n:]] * r.enemy_shield_bits + [bits[:, n:]], -1)  # [B, E, .]
+        alive_a, alive_e = alive[:, :n], alive[:, n:]
+
+        d_ae = dist[:, :n, n:]  # [B, N, E]
+        both_ae = alive_a.unsqueeze(2) & alive_e.unsqueeze(1)
+        seen_e = both_ae & (d_ae < SIGHT_RANGE)
+        shootable = both_ae & (d_ae <= SHOOT_RANGE)
+        enemy_feats = torch.cat(
+            [
+                shootable.unsqueeze(-1).float(),
+                d_ae.unsqueeze(-1) / SIGHT_RANGE,
+                delta[:, :, n:],
+                enemy_descr.unsqueeze(1).expand(b, n, e, -1),
+            ],
+            -1,
+        ) * seen_e.unsqueeze(-1)  # [B, N, E, Fe]
+
+        d_aa = dist[:, :n, :n]  # [B, N, N]
+        both_aa = alive_a.unsqueeze(2) & alive_a.unsqueeze(1)
+        seen_a = both_aa & (d_aa < SIGHT_RANGE)
+        ally_feats = torch.cat(
+            [
+                seen_a.unsqueeze(-1).float(),
+                d_aa.unsqueeze(-1) / SIGHT_RANGE,
+                delta[:, :, :n],
+                agent_descr.unsqueeze(1).expand(b, n, n, -1),
+            ],
+            -1,
+        ) * seen_a.unsqueeze(-1)  # [B, N, N, Fa]
+        ally_feats = ally_feats[:, self._rows, self._others]  # [B, N, N-1, Fa] (self excluded)
+
+        dest = pos[:, :n].unsqueeze(2) + MOVE_AMOUNT * self._directions  # [B, N, 4, 2]
+        can_move = ((dest >= 0) & (dest <= self._bounds)).all(-1) & alive_a.unsqueeze(-1)  # [B, N, 4]
+        alive_af = alive_a.unsqueeze(-1).float()
+        obs = (
+            torch.cat(
+                [can_move.float(), enemy_feats.flatten(2), ally_feats.flatten(2), agent_descr],
+                -1,
+            )
+            * alive_af
+        )  # [B, N, O]
+
+        heal_ok = both_aa & r.can_heal[:n, :n] & (d_aa <= SHOOT_RANGE)  # [B, N, N]
+        if n >= e:
+            heal_ok = heal_ok[..., :e]
+        else:
+            heal_ok = F.pad(heal_ok, (0, e - n))
+        target_ok = torch.where(r.healer[:n, None], heal_ok, shootable)  # [B, N, E]
+        avail = torch.cat([~alive_a.unsqueeze(-1), alive_a.unsqueeze(-1), can_move, target_ok], -1)  # [B, N, A]
+
+        xy = (pos - self._bounds / 2) / self._bounds  # [B, U, 2] relative to the centre
+        cooldown = torch.where(  # [B, U] weapon cooldown / SMAC's max; Medivac: energy / 200
+            r.healer, self._energy * r.inv_max_energy, self._cooldown * self._cooldown_feature_scale
+        )
+        agent_state = (
+            torch.cat(
+                [health[:, :n, None], cooldown[:, :n, None], xy[:, :n]]
+                + [shield[:, :n]] * r.agent_shield_bits
+                + [bits[:, :n]],
+                -1,
+            )
+            * alive_af
+        )  # [B, N, 4 + s + k]
+        enemy_state = (
+            torch.cat([health[:, n:, None], xy[:, n:]] + [shield[:, n:]] * r.enemy_shield_bits + [bits[:, n:]], -1)
+            * alive_e.unsqueeze(-1).float()
+        )  # [B, E, 3 + s + k]
+        state = torch.cat([agent_state.flatten(1), enemy_state.flatten(1), self._last_action.flatten(1)], -1)
+
+        self._observation = (obs, state, avail)
+        return self._observation
+
+    # ---------------------------------------------------- read-only views (scripted policies, tests)
+    @property
+    def unit_positions(self) -> torch.Tensor:
+        return self._pos  # [B, U, 2]
+
+    @property
+    def unit_health(self) -> torch.Tensor:
+        return self._health  # [B, U]
+
+    @property
+    def unit_shield(self) -> torch.Tensor:
+        return self._shield  # [B, U]
+
+    @property
+    def unit_energy(self) -> torch.Tensor:
+        return self._energy  # [B, U]
+
+    @property
+    def weapon_cooldown(self) -> torch.Tensor:
+        return self._cooldown  # [B, U] seconds until the next attack
