@@ -112,3 +112,27 @@ def test_collector_episode_layout_on_predator_prey():
     back = buf[slots]
     t = back["obs"].shape[1]
     assert torch.equal(back["obs"], episodes["obs"][:, :t])
+
+
+def test_smac_episodes_stored_in_float16_take_at_most_half_a_float32_layout():
+    from macpo.envs.smac import make_smac_env
+
+    env = make_smac_env("MMM2", n_envs=2, seed=0)
+    info = env.env_info
+    assert info.obs_dtype == torch.float16
+    buf = EpisodeBuffer(2, info)
+    float32_bytes = sum(v[0].numel() * 4 for v in buf.data.values())
+    assert buf.nbytes_per_episode() <= float32_bytes / 2
+
+    class RandomPolicy:
+        def reset(self, b):
+            pass
+
+        def act(self, obs, avail):
+            return torch.multinomial(avail.float().view(-1, avail.shape[-1]), 1).view(avail.shape[:2])
+
+    episodes, _ = Collector(env).run(RandomPolicy())
+    back = buf[buf.insert(episodes)]
+    t = back["obs"].shape[1]
+    assert (back["obs"] - episodes["obs"][:, :t]).abs().max() < 1e-3
+    assert (back["state"] - episodes["state"][:, :t]).abs().max() < 1e-3
