@@ -77,3 +77,14 @@ class Collector:
             stats["battle_won"] = won.float()
         # trim the time axis to what this batch used; the buffer pads the rest
         return {k: v[:, : last + 1] for k, v in ep.items()}, stats
+
+
+class RandomPolicy:
+    """Uniform over each agent's available actions: the baseline a learner must beat."""
+
+    def reset(self, batch_size: int) -> None:
+        pass
+
+    def act(self, obs: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+        b, n, a = avail.shape
+        return torch.multinomial(avail.float().view(b * n, a), 1).view(b, n)

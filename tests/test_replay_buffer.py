@@ -8,7 +8,7 @@ from macpo.envs.predator_prey import PredatorPrey
 from macpo.replay.buffer import EpisodeBuffer
 from macpo.replay.datamodule import ReplayDataModule
 from macpo.replay.samplers.uniform import UniformSampler
-from macpo.rollout import Collector
+from macpo.rollout import Collector, RandomPolicy
 
 INFO = EnvInfo(n_agents=2, n_actions=3, obs_shape=4, state_shape=5, episode_limit=6, obs_dtype=torch.uint8)
 
@@ -85,12 +85,6 @@ def test_warm_up_until_a_batch_is_stored():
 def test_collector_episode_layout_on_predator_prey():
     env = PredatorPrey(6, seed=1, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
 
-    class RandomPolicy:
-        def reset(self, b):
-            pass
-
-        def act(self, obs, avail):
-            return torch.multinomial(avail.float().view(-1, avail.shape[-1]), 1).view(avail.shape[:2])
 
     episodes, stats = Collector(env).run(RandomPolicy())
     filled = episodes["filled"]
@@ -124,12 +118,6 @@ def test_smac_episodes_stored_in_float16_take_at_most_half_a_float32_layout():
     float32_bytes = sum(v[0].numel() * 4 for v in buf.data.values())
     assert buf.nbytes_per_episode() <= float32_bytes / 2
 
-    class RandomPolicy:
-        def reset(self, b):
-            pass
-
-        def act(self, obs, avail):
-            return torch.multinomial(avail.float().view(-1, avail.shape[-1]), 1).view(avail.shape[:2])
 
     episodes, _ = Collector(env).run(RandomPolicy())
     back = buf[buf.insert(episodes)]
