@@ -8,18 +8,24 @@ import pytorch_lightning as pl
 import torch
 from tqdm.auto import tqdm
 
+from macpo.checkpointing import capture_rng_states, generators_of, restore_rng_states
 from macpo.envs.base import BatchedEnv
 from macpo.rollout import Collector
 
 
 class GreedyEvaluation(pl.Callback):
     """Every ``test_interval`` env steps (and at the start and end), play ``test_nepisode``
-    greedy episodes on a separate env and log ``test/*_mean`` keyed by env steps."""
+    greedy episodes on a separate env and log ``test/*_mean`` keyed by env steps.
+
+    Its state (the step of the last test and the test env's generators) travels in checkpoints,
+    so a resumed run tests at the same steps as an uninterrupted one.
+    """
 
     def __init__(self, test_env: BatchedEnv, test_interval: int, test_nepisode: int, seed: int | None = None):
         self.collector = Collector(test_env)
         self.interval, self.n_episodes, self.seed = test_interval, test_nepisode, seed
         self.last_test = None
+        self._restored = False
 
     def evaluate(self, pl_module) -> dict[str, float]:
         batches = math.ceil(self.n_episodes / self.collector.env.n_envs)
@@ -36,9 +42,19 @@ class GreedyEvaluation(pl.Callback):
         return metrics
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if self._restored:  # resumed from a checkpoint: keep its last test step
+            return
         if pl_module.env_steps == 0:
             self.evaluate(pl_module)
         self.last_test = pl_module.env_steps
+
+    def state_dict(self) -> dict:
+        return {"last_test": self.last_test, "rng": capture_rng_states(generators_of(self.collector.env), False)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.last_test = state_dict["last_test"]
+        restore_rng_states(state_dict["rng"], generators_of(self.collector.env))
+        self._restored = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.env_steps - self.last_test >= self.interval:

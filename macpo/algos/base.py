@@ -133,6 +133,10 @@ class MarlAlgorithm(pl.LightningModule):
         if self.env_steps >= self.loop.t_max:
             self.trainer.should_stop = True
 
+    def on_train_start(self) -> None:
+        # throughput is measured from here (a resumed run starts at its restored step)
+        self._t_last_log, self._steps_last_log = time.perf_counter(), self.env_steps
+
     def on_train_end(self) -> None:
         self.flush_logs()
 
@@ -157,7 +161,7 @@ class MarlAlgorithm(pl.LightningModule):
         """Log means of everything accumulated since the last call (one MLflow batch write)."""
         if not self._acc:
             return
-        metrics = {k: torch.cat(v).mean().item() for k, v in self._acc.items()}
+        metrics = {k: torch.cat([x.to(v[-1].device) for x in v]).mean().item() for k, v in self._acc.items()}
         metrics.update(self.sampler.diagnostics())
         now = time.perf_counter()
         metrics["perf/env_steps_per_s"] = (self.env_steps - self._steps_last_log) / max(now - self._t_last_log, 1e-9)
@@ -168,8 +172,17 @@ class MarlAlgorithm(pl.LightningModule):
         self.log_metrics(metrics)
 
     # ---- checkpoint state ---------------------------------------------------------------
+    # Besides the networks and optimiser (Lightning's part): the counters that place training
+    # in its schedule (ε, β, target updates and logging are functions of them), the values
+    # accumulated since the last metric write (so the next write averages the same episodes as
+    # an uninterrupted run would) and the latest test metrics.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["macpo_counters"] = dict(self.counters)
+        checkpoint["macpo_pending_metrics"] = {k: [x.cpu() for x in v] for k, v in self._acc.items()}
+        checkpoint["macpo_last_test"] = dict(getattr(self, "last_test", {}))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.counters.update(checkpoint.get("macpo_counters", {}))
+        self._acc = {k: list(v) for k, v in checkpoint.get("macpo_pending_metrics", {}).items()}
+        if checkpoint.get("macpo_last_test"):
+            self.last_test = dict(checkpoint["macpo_last_test"])

@@ -34,6 +34,7 @@ class ReplayDataModule(pl.LightningDataModule):
         buffer_size: int,
         batch_size: int,
         device: torch.device | str = "cpu",
+        save_buffer: bool = True,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
@@ -44,6 +45,8 @@ class ReplayDataModule(pl.LightningDataModule):
         self.buffer = EpisodeBuffer(buffer_size, env_info, device)
         self.sampler = sampler
         self.sampler.attach(buffer_size, device)
+        #: whether checkpoints carry the buffer and the sampler's priorities (``checkpoint.save_buffer``)
+        self.save_buffer = save_buffer
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(TickStream(), batch_size=None)
@@ -62,12 +65,23 @@ class ReplayDataModule(pl.LightningDataModule):
         idx, is_weights = self.sampler.sample(self.batch_size, len(self.buffer), progress)
         return idx, self.buffer[idx], is_weights
 
-    # Lightning checkpoint hooks: the buffer and sampler travel with the model.
+    # Lightning checkpoint hooks: the buffer and the sampler's stored priorities travel with the
+    # model unless ``save_buffer`` is false; a run resumed without them refills the buffer from
+    # scratch (learning waits for ``batch_size`` new episodes) with the restored networks.
     def state_dict(self) -> dict:
-        return {"buffer": {"data": self.buffer.data, "pos": self.buffer.pos, "n_stored": self.buffer.n_stored}}
+        if not self.save_buffer:
+            return {"buffer": None}
+        return {
+            "buffer": {"data": self.buffer.data, "pos": self.buffer.pos, "n_stored": self.buffer.n_stored},
+            "sampler": self.sampler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        buf = state["buffer"]
+        buf = state.get("buffer")
+        if buf is None:
+            return
         for k, v in buf["data"].items():
             self.buffer.data[k].copy_(v)
         self.buffer.pos, self.buffer.n_stored = buf["pos"], buf["n_stored"]
+        if "sampler" in state:
+            self.sampler.load_state_dict(state["sampler"])

@@ -118,6 +118,20 @@ class Sampler(ABC):
         new = torch.where(top > 0, top, torch.ones_like(top))
         self.priorities[torch.as_tensor(indices, device=self.device)] = new
 
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold to resume sampling: the stored priorities (resample mode)."""
+        return {"priorities": self.priorities, "n_stored": self._n_stored}
+
+    def load_state_dict(self, state: dict) -> None:
+        priorities = state["priorities"]
+        if priorities.shape != self.priorities.shape:
+            raise ValueError(
+                f"{self.name}: checkpoint holds priorities for {priorities.shape[0]} episodes, "
+                f"but buffer_size is {self.priorities.shape[0]}"
+            )
+        self.priorities.copy_(priorities)
+        self._n_stored = int(state.get("n_stored", 0))
+
     def _require_attached(self) -> None:
         if self.capacity < 1:
             raise RuntimeError(f"{self.name}: call attach(capacity, device) before inserting or sampling")
