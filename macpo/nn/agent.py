@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from macpo.nn.fused_gru import FusedGRU
+
 
 def agent_inputs(obs: torch.Tensor, actions: torch.Tensor, n_actions: int) -> torch.Tensor:
     """Agent-network inputs over a whole episode batch: obs ⊕ last action one-hot ⊕ agent id.
@@ -23,24 +25,27 @@ def agent_inputs(obs: torch.Tensor, actions: torch.Tensor, n_actions: int) -> to
 class RNNAgent(nn.Module):
     """fc → ReLU → GRU → fc: Q-values of one agent's actions from its observation history.
 
-    One fused ``nn.GRU`` call runs the whole time axis (no Python loop over timesteps), which is
-    what makes a learner update fast; acting feeds sequences of length 1 with a carried hidden state.
+    One ``FusedGRU`` call runs the whole time axis (an ``nn.GRU`` with a hand-written backward on
+    CPU, ``macpo.nn.fused_gru``), which is what makes a learner update fast; acting feeds sequences
+    of length 1 with a carried hidden state. The GRU reads its input time-major through a transposed
+    view (no copy); its parameters and ``state_dict`` are ``nn.GRU``'s.
     """
 
     def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64, q_clamp: tuple | None = None):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.fc1 = nn.Linear(input_dim, hidden_dim)
-        self.rnn = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+        self.rnn = FusedGRU(hidden_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, n_actions)
         self.q_clamp = tuple(q_clamp) if q_clamp is not None else None
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs [B, T, N, I], hidden [1, B*N, H] or None → q [B, T, N, A], hidden [1, B*N, H]."""
         b, t, n, i = inputs.shape
-        x = F.relu(self.fc1(inputs.transpose(1, 2).reshape(b * n, t, i)))  # [B*N, T, H]
-        h_seq, h_last = self.rnn(x, hidden)  # [B*N, T, H], [1, B*N, H]
-        q = self.fc2(h_seq).view(b, n, t, -1).transpose(1, 2)  # [B, T, N, A]
+        # ReLU in place on fc1's 2-D output (in place on a view would make autograd copy the whole tensor)
+        x = F.relu(self.fc1(inputs.reshape(b * t * n, i)), inplace=True).view(b, t, n, -1)  # [B, T, N, H]
+        h_seq, h_last = self.rnn(x.transpose(0, 1), hidden)  # [T, B, N, H] (a view of [B, T, N, H]), [1, B*N, H]
+        q = self.fc2(h_seq.transpose(0, 1))  # [B, T, N, A]
         if self.q_clamp is not None:
             q = q.clamp(*self.q_clamp)
         return q, h_last
