@@ -7,16 +7,6 @@ import torch
 
 from macpo.envs.smac_lite import SmacLiteEnv
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The simulator runs many small ops: one thread avoids OpenMP stalls on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 MOVE_N, MOVE_S, MOVE_E, MOVE_W, STOP = 2, 3, 4, 5, 1
 DIRECTIONS = torch.tensor([[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]])  # N, S, E, W
 

@@ -11,16 +11,6 @@ from macpo.envs.smac import make_smac_env
 from macpo.envs.smac_lite import MapSpec, SmacLiteEnv
 from macpo.envs.smac_lite.combat import apply_hits
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The simulator runs many small ops: one thread avoids OpenMP stalls on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 DT = 8 / 22.4  # seconds per env step (SMAC's step_mul 8 at "faster" speed)
 
 # obs / state / actions with SMAC defaults (shared/reference/smac.md)
