@@ -188,3 +188,13 @@ def test_grid_runs_tagged_rerun_skips_and_status_shows_done(tmp_path):
     status = run_cli(["-m", "macpo.sweeps", "status", *grid])
     assert status.returncode == 0, status.stderr
     assert "budget=smoke: 2 runs: 2 done, 0 running, 0 interrupted, 0 failed, 0 missing" in status.stdout
+
+
+@pytest.mark.parametrize("env", ["predator_prey", "3s_vs_5z", "5m_vs_6m", "mmm2"])
+def test_smoke_budget_trains_on_every_paper_env(compose_cfg, env):
+    """Warm-up (batch_size episodes, at most episode_limit steps each) leaves room for updates."""
+    cfg = compose_cfg([f"env={env}", "budget=smoke"])
+    from macpo.envs.factory import make_env
+
+    limit = make_env(cfg.env, 1, "cpu", seed=0).env_info.episode_limit
+    assert cfg.batch_size * limit <= cfg.t_max / 2
