@@ -75,6 +75,13 @@ def validate(cfg: DictConfig) -> None:
     if int(cfg.get("torch_threads", 0)) < 0:
         raise ConfigError(f"torch_threads must be >= 0 (0: torch's default), got {cfg.torch_threads}")
     resolve_device(cfg.device)
+    if cfg.env.get("backend") == "sc2":  # the real game: check the install before touching the store
+        from macpo.envs.sc2_adapter import Sc2BackendUnavailable, check_sc2_install
+
+        try:
+            check_sc2_install()
+        except Sc2BackendUnavailable as error:
+            raise ConfigError(f"env.backend=sc2: {error}") from None
     algo_cls = hydra.utils.get_class(cfg.algo._target_)
     sampler = hydra.utils.instantiate(cfg.sampler)
     missing = set(sampler.needs) - set(algo_cls.provides)

@@ -39,6 +39,15 @@ def test_sampler_needing_q_star_is_refused_for_qmix(compose_cfg, sampler):
         validate(cfg)
 
 
+def test_sc2_backend_without_starcraft_is_refused_before_the_store(tmp_path):
+    db = tmp_path / "never.db"
+    res = run_cli(["-m", "macpo.train", *TINY, "env=mmm2", "env.backend=sc2", f"logger.tracking_uri=sqlite:///{db}"],
+                  env_extra={"SC2PATH": str(tmp_path / "no_sc2")})
+    assert res.returncode != 0
+    assert "env.backend=sc2" in res.stderr and "env.backend=lite needs none of this" in res.stderr
+    assert not db.exists()
+
+
 def test_defaults_validate(compose_cfg):
     validate(compose_cfg(TINY))
 
