@@ -72,7 +72,12 @@ class ReplayDataModule(pl.LightningDataModule):
         if not self.save_buffer:
             return {"buffer": None}
         return {
-            "buffer": {"data": self.buffer.data, "pos": self.buffer.pos, "n_stored": self.buffer.n_stored},
+            # slots fill from 0 until the buffer is full, so the first n_stored rows are all there is
+            "buffer": {
+                "data": {k: v[: self.buffer.n_stored] for k, v in self.buffer.data.items()},
+                "pos": self.buffer.pos,
+                "n_stored": self.buffer.n_stored,
+            },
             "sampler": self.sampler.state_dict(),
         }
 
@@ -81,7 +86,7 @@ class ReplayDataModule(pl.LightningDataModule):
         if buf is None:
             return
         for k, v in buf["data"].items():
-            self.buffer.data[k].copy_(v)
+            self.buffer.data[k][: len(v)].copy_(v)
         self.buffer.pos, self.buffer.n_stored = buf["pos"], buf["n_stored"]
         if "sampler" in state:
             self.sampler.load_state_dict(state["sampler"])
