@@ -92,9 +92,17 @@ BAND_ALPHA = 0.2
 
 
 def method_colour(method: str) -> str:
-    """The fixed colour of `method`; unknown methods get a stable hash-picked colour."""
+    """The fixed colour of `method`; unknown methods get a stable hash-picked colour.
+
+    A composite ``algo+sampler`` (one algorithm run with several samplers) takes its sampler's
+    colour when the sampler is known: the sampler is what varies between those lines, and it
+    keeps the colour it has in the replay comparison (Figure 1).
+    """
     if method in METHOD_COLOURS:
         return METHOD_COLOURS[method]
+    _, _, sampler = method.partition("+")
+    if sampler in METHOD_COLOURS:
+        return METHOD_COLOURS[sampler]
     return FALLBACK_COLOURS[zlib.crc32(method.encode()) % len(FALLBACK_COLOURS)]
 
 

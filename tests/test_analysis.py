@@ -621,3 +621,13 @@ def test_cli_bad_arguments_exit_with_a_message(synthetic_store, tmp_path, capsys
     with pytest.raises(SystemExit):
         main(["--tracking-uri", synthetic_store.tracking_uri, "--reps", "0"])
     assert "--reps" in capsys.readouterr().err
+
+
+def test_composite_methods_take_their_samplers_distinct_colours():
+    from analysis.style import METHOD_COLOURS, method_colour
+
+    composites = [f"macpo+{s}" for s in ("per", "pser", "discor", "remern", "macpo_approx")]
+    colours = [method_colour(m) for m in composites]
+    assert colours == [METHOD_COLOURS[m.split("+")[1]] for m in composites]
+    assert len(set(colours)) == len(colours)
+    assert method_colour("qmix+unknown_sampler") == method_colour("qmix+unknown_sampler")  # stable hash fallback
