@@ -630,4 +630,3 @@ def test_composite_methods_take_their_samplers_distinct_colours():
     colours = [method_colour(m) for m in composites]
     assert colours == [METHOD_COLOURS[m.split("+")[1]] for m in composites]
     assert len(set(colours)) == len(colours)
-    assert method_colour("qmix+unknown_sampler") == method_colour("qmix+unknown_sampler")  # stable hash fallback
