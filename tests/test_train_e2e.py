@@ -99,4 +99,5 @@ def test_qmix_learns_small_predator_prey(tmp_path):
     final = sum(v for _, v in test[-3:]) / 3  # last three evaluations, 32 greedy episodes each
     random_return = random_policy_return()
     assert random_return < 0.5
-    assert final > random_return + 1.5, (final, random_return, test)
+    # a clear margin: 10 points of capture rate above random (+10 per capture), >10× its return
+    assert final > random_return + 1.0 and final > 10 * random_return, (final, random_return, test)
