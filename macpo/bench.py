@@ -150,7 +150,6 @@ def bench_weights(repeats: int) -> None:
     batch = fake_batch(info, 128)
     algo = MACPO(env, MacpoSampler(), LoopSettings(t_max=1))
     step = time_update(algo, batch, max(1, repeats // 10))
-    weights_ms = rows[[r[0] for r in rows].index(8)][1]  # n=8 row is closest; recompute at n=10 below
     sig = Signals(mask=torch.ones(128, 180), td=torch.randn(128, 180), q_tot=torch.randn(128, 180),
                   q_star=torch.randn(128, 180), pi=torch.rand(128, 180, 10))
     s = MacpoSampler()
