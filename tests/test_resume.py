@@ -74,6 +74,15 @@ def assert_continuous(histories: dict, log_interval: int, test_interval: int, t_
         assert steps[-1] >= t_max, f"{key}: curve ends at {steps[-1]} < t_max={t_max}"
 
 
+def resume_to_finish(cfg, uri):
+    """Run the same configuration again: it must end FINISHED with a continuous history."""
+    train.run(cfg)
+    status, after = metric_histories(uri)
+    assert status == "FINISHED"
+    assert_continuous(after, cfg.log_interval, cfg.test_interval, cfg.t_max)
+    return after
+
+
 @pytest.fixture
 def crash_once_after(monkeypatch):
     """crash_once_after(step): the next metric write at or after ``step`` env steps raises, once."""
@@ -159,10 +168,7 @@ def test_signal_checkpoints_marks_killed_and_resumes(tmp_path, compose_cfg, monk
     assert json.loads((run_dir / SIDECAR).read_text())["env_steps"] == sent["at"]  # saved where it stopped
 
     monkeypatch.setattr(MarlAlgorithm, "flush_logs", original)
-    train.run(cfg)
-    status, after = metric_histories(uri)
-    assert status == "FINISHED"
-    assert_continuous(after, cfg.log_interval, cfg.test_interval, cfg.t_max)
+    resume_to_finish(cfg, uri)
 
 
 def test_checkpoint_without_buffer_resumes_with_empty_buffer(tmp_path, compose_cfg, crash_once_after):
@@ -175,10 +181,7 @@ def test_checkpoint_without_buffer_resumes_with_empty_buffer(tmp_path, compose_c
     assert ckpt["ReplayDataModule"]["buffer"] is None
     assert ckpt["macpo_counters"]["env_steps"] > 0  # the schedule still resumes
 
-    train.run(cfg)
-    status, after = metric_histories(uri)
-    assert status == "FINISHED"
-    assert_continuous(after, cfg.log_interval, cfg.test_interval, cfg.t_max)
+    resume_to_finish(cfg, uri)
 
 
 def test_a_run_held_by_another_process_is_not_started_twice(tmp_path, compose_cfg, monkeypatch):
