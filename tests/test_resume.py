@@ -74,6 +74,24 @@ def assert_continuous(histories: dict, log_interval: int, test_interval: int, t_
         assert steps[-1] >= t_max, f"{key}: curve ends at {steps[-1]} < t_max={t_max}"
 
 
+def signal_after_flush(monkeypatch, signum, at_step):
+    """Make this process receive ``signum`` right after the first metric write at ≥ ``at_step``.
+
+    Returns a dict that gets ``"at"``: the env step the signal was sent at.
+    """
+    original = MarlAlgorithm.flush_logs
+    sent = {}
+
+    def flush_then_signal(self):
+        original(self)
+        if not sent and self.env_steps >= at_step:
+            sent["at"] = self.env_steps
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(MarlAlgorithm, "flush_logs", flush_then_signal)
+    return sent
+
+
 def resume_to_finish(cfg, uri):
     """Run the same configuration again: it must end FINISHED with a continuous history."""
     train.run(cfg)
@@ -150,15 +168,7 @@ def test_signal_checkpoints_marks_killed_and_resumes(tmp_path, compose_cfg, monk
     uri = store_uri(tmp_path / "m.db")
     cfg = compose_cfg([*RESUMABLE, f"logger.tracking_uri={uri}"])
     original = MarlAlgorithm.flush_logs
-    sent = {}
-
-    def flush_then_signal(self):
-        original(self)
-        if not sent and self.env_steps >= 1200:
-            sent["at"] = self.env_steps
-            os.kill(os.getpid(), signum)
-
-    monkeypatch.setattr(MarlAlgorithm, "flush_logs", flush_then_signal)
+    sent = signal_after_flush(monkeypatch, signum, at_step=1200)
     with pytest.raises(SystemExit) as stop:
         train.run(cfg)
     assert stop.value.code == 128 + signum
@@ -295,16 +305,7 @@ def test_preemption_signal_checkpoints_before_its_handler_runs(tmp_path, compose
         calls.append((signum, json.loads((run_dir / SIDECAR).read_text())["env_steps"]))
         raise SystemExit(-1)
 
-    original = MarlAlgorithm.flush_logs
-    sent = {}
-
-    def flush_then_signal(self):
-        original(self)
-        if not sent and self.env_steps >= 1200:
-            sent["at"] = self.env_steps
-            os.kill(os.getpid(), signal.SIGUSR2)
-
-    monkeypatch.setattr(MarlAlgorithm, "flush_logs", flush_then_signal)
+    sent = signal_after_flush(monkeypatch, signal.SIGUSR2, at_step=1200)
     previous = signal.signal(signal.SIGUSR2, requeue_and_exit)
     try:
         with pytest.raises(SystemExit) as stop:
