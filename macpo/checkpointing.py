@@ -9,8 +9,10 @@ Each run identity (``macpo.run_identity``) owns one folder, ``<root>/<experiment
   ``checkpoint.save_buffer=false`` — the replay buffer with the sampler's stored priorities.
   Written every ``checkpoint_interval`` env steps and when SIGTERM or SIGINT arrives (at the end
   of the step in progress); removed once the run has FINISHED.
-- ``last.json``  which MLflow run the checkpoint continues and at which env step; a checkpoint
-  is only resumed into that run.
+- ``last.json``  which MLflow run the checkpoint continues, at which env step, and the SHA-256
+  of ``last.ckpt``; a checkpoint is only resumed into that run, and only if its bytes match.
+- ``last.ckpt.bad`` a checkpoint that failed its check (checksum, ``torch.load(weights_only=True)``,
+  non-finite weights), moved aside with one warning; the run restarted from scratch.
 - ``final.ckpt`` the finished run's networks and counters (no replay buffer), unless
   ``checkpoint.keep_final=false``.
 - ``run.lock``   held while a process trains this identity: a second launch of the same run
@@ -22,8 +24,10 @@ the default store ``outputs/mlflow.db`` gives ``outputs/checkpoints/``), else ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -38,7 +42,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from macpo.tracking import SQLITE_PREFIX, resolve_tracking_uri
+from macpo.tracking import resolve_tracking_uri, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,9 @@ def checkpoint_root(cfg: DictConfig, base_dir: str | os.PathLike) -> Path:
     if configured:
         path = Path(str(configured))
         return path if path.is_absolute() else base / path
-    uri = resolve_tracking_uri(str(cfg.logger.tracking_uri), base)
-    if uri.startswith(SQLITE_PREFIX):
-        return Path(uri[len(SQLITE_PREFIX) :]).parent / "checkpoints"
+    database = sqlite_path(resolve_tracking_uri(str(cfg.logger.tracking_uri), base))
+    if database is not None:
+        return database.parent / "checkpoints"
     return base / DEFAULT_ROOT
 
 
@@ -106,25 +110,77 @@ class RunLock:
         return False
 
 
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def resumable_checkpoint(run_dir: str | os.PathLike, mlflow_run_id: str | None) -> Path | None:
-    """``last.ckpt`` if it exists and was written for ``mlflow_run_id`` (None: a run without a logger)."""
+    """``last.ckpt`` if it was written for ``mlflow_run_id`` (None: no logger) and passes ``check_checkpoint``.
+
+    A checkpoint that fails the check is moved aside (``quarantine``): the run starts from scratch.
+    One written for another MLflow run (say, a deleted one) is left alone; the next save replaces it.
+    """
     run_dir = Path(run_dir)
     ckpt, sidecar = run_dir / LAST_CKPT, run_dir / SIDECAR
-    if not (ckpt.exists() and sidecar.exists()):
+    if not ckpt.exists():
         return None
     try:
         meta = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError) as error:
+        quarantine(ckpt, f"its sidecar {SIDECAR} is missing or unreadable ({type(error).__name__})")
         return None
-    return ckpt if meta.get("mlflow_run_id") == mlflow_run_id else None
+    if meta.get("mlflow_run_id") != mlflow_run_id:
+        log.info("%s was written for MLflow run %s, not %s: not resumed", ckpt, meta.get("mlflow_run_id"),
+                 mlflow_run_id)  # fmt: skip
+        return None
+    problem = check_checkpoint(ckpt, meta.get("sha256"))
+    if problem:
+        quarantine(ckpt, problem)
+        return None
+    return ckpt
 
 
-def checkpoint_meta(run_dir: str | os.PathLike) -> dict:
-    """The sidecar of ``last.ckpt`` ({} when there is none)."""
+def check_checkpoint(ckpt: Path, expected_sha256: str | None) -> str | None:
+    """Why ``ckpt`` must not be resumed, or None: checksum, safe load, finite weights.
+
+    Loaded with ``weights_only=True``: a pickle that would run code is refused, not executed.
+    """
+    if not expected_sha256:
+        return f"{SIDECAR} holds no checksum"
+    actual = sha256_of(ckpt)
+    if actual != expected_sha256:
+        return f"its SHA-256 {actual[:12]}… does not match {expected_sha256[:12]}… in {SIDECAR} (corrupt or truncated)"
     try:
-        return json.loads((Path(run_dir) / SIDECAR).read_text())
-    except (OSError, ValueError):
-        return {}
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # UnpicklingError (unsafe content), RuntimeError (not a zip), EOFError, ...
+        return f"it does not load safely ({type(error).__name__}: {' '.join(str(error).split())[:160]})"
+    if not isinstance(state, dict) or "state_dict" not in state:
+        return "it is not a Lightning checkpoint (no state_dict)"
+    bad = [name for name, t in state["state_dict"].items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]  # fmt: skip
+    if bad:
+        return f"non-finite weights in {', '.join(bad[:3])}"
+    for opt in state.get("optimizer_states", []):
+        for slot in opt.get("state", {}).values():
+            for t in slot.values():
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    return "non-finite optimiser state"
+                if isinstance(t, float) and not math.isfinite(t):
+                    return "non-finite optimiser state"
+    return None
+
+
+def quarantine(ckpt: Path, reason: str) -> Path:
+    """Move ``ckpt`` to ``<name>.bad`` (replacing an older one) and drop its sidecar; one warning."""
+    bad = ckpt.with_name(ckpt.name + ".bad")
+    os.replace(ckpt, bad)
+    (ckpt.parent / SIDECAR).unlink(missing_ok=True)
+    log.warning("checkpoint %s is not resumed: %s. Moved to %s; the run restarts from scratch", ckpt, reason, bad)
+    return bad
 
 
 def remove_resume_files(run_dir: str | os.PathLike) -> None:
@@ -248,17 +304,25 @@ class RunCheckpoint(pl.Callback):
 
     # -- writing
     def save(self, trainer: pl.Trainer) -> Path:
-        """Write ``last.ckpt`` atomically (temp file, then rename), then its sidecar."""
+        """Write ``last.ckpt`` and its sidecar (with the checkpoint's SHA-256), each atomically.
+
+        Both are written to temporary files first and renamed last, one right after the other; a
+        crash between the two renames leaves a checksum that does not match, so the checkpoint
+        is set aside on resume rather than trusted.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env_steps = int(trainer.lightning_module.env_steps)
         self.last_saved = env_steps
         tmp = self.last_path.with_suffix(".ckpt.tmp")
         trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.last_path)
         meta = {"mlflow_run_id": self.mlflow_run_id, "identity": self.identity, "env_steps": env_steps,
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+                "sha256": sha256_of(tmp), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
         tmp_meta = self.run_dir / (SIDECAR + ".tmp")
-        tmp_meta.write_text(json.dumps(meta))
+        with open(tmp_meta, "w") as f:
+            f.write(json.dumps(meta))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.last_path)
         os.replace(tmp_meta, self.run_dir / SIDECAR)
         return self.last_path
 

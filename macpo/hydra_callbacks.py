@@ -1,14 +1,75 @@
-"""Hydra callbacks: prepare the MLflow store once before a multirun launches its jobs."""
+"""Hydra callbacks: validate the config before Hydra or a run creates anything.
+
+Hydra calls ``on_run_start`` / ``on_multirun_start`` before it makes the run's output folder or
+instantiates the launcher, so a bad config, store or launcher fails here with nothing written.
+A multirun checks the launcher plugin and every job of the grid (each distinct env is built
+once). The store itself is created by the first run that needs it (``macpo.tracking.prepare_store``,
+under a file lock, so parallel workers do not race on it).
+"""
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
-
-from macpo.tracking import prepare_store, resolve_tracking_uri
+from omegaconf import DictConfig, OmegaConf
 
 
-class PrepareMlflowStore(Callback):
+class ValidateBeforeRun(Callback):
+    """Hydra turns an ``Exception`` in a callback into a warning and carries on, so a refused
+    config leaves as ``ConfigRejected`` (a ``SystemExit``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from macpo.runs.validation import validate
+
+        with rejecting():
+            validate(config, os.getcwd(), multirun=False, sweep=OmegaConf.select(config, "hydra.runtime.choices.sweep"))
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        uri = resolve_tracking_uri(config.logger.tracking_uri)
-        prepare_store(uri, config.logger.experiment)
+        from macpo.runs.validation import check_launcher, validate
+
+        with rejecting():
+            check_launcher(config.hydra)
+            for job_cfg, build_env in grid_job_configs(config):
+                validate(job_cfg, os.getcwd(), multirun=True, sweep=None, build_env=build_env)
+
+
+@contextmanager
+def rejecting():
+    from macpo.config import ConfigError, ConfigRejected
+
+    try:
+        yield
+    except ConfigError as error:
+        raise ConfigRejected(error) from error
+
+
+def grid_job_configs(config: DictConfig):
+    """Each job of a multirun's grid as (config, whether its env is new), as Hydra's basic sweeper
+    expands it; jobs that differ only in the seed are checked once."""
+    from hydra import compose
+
+    from macpo.sweeps import grid_jobs
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    overrides = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
+    config_name = OmegaConf.select(config, "hydra.job.config_name") or "train"
+    seen_jobs, seen_envs = set(), set()
+    for job in grid_jobs({str(k): str(v) for k, v in params.items()}, overrides):
+        key = tuple(sorted(o for o in job if not o.startswith("seed=")))
+        if key in seen_jobs:
+            continue
+        seen_jobs.add(key)
+        from macpo.config import ConfigError, composition_error_message
+
+        try:
+            job_cfg = compose(config_name=config_name, overrides=list(job))
+        except Exception as error:
+            message = composition_error_message(error)
+            if message is None:
+                raise
+            raise ConfigError(message) from None
+        env_key = OmegaConf.to_yaml(job_cfg.env)
+        yield job_cfg, env_key not in seen_envs
+        seen_envs.add(env_key)

@@ -8,8 +8,10 @@ and it names the run's checkpoint folder.
 
 Left out of the hash: where things are written (``logger``, ``checkpoint``), how often a
 checkpoint is taken (``checkpoint_interval``), the console (``progress_bar``), the device
-(``device``, ``torch_threads``: a run started on a GPU may be finished on another machine) and Hydra's own
-settings (paths, timestamps, launcher). Numbers are canonical: ``-2`` and ``-2.0`` hash alike.
+(``device``, ``torch_threads``: a run started on a GPU may be finished on another machine), the guard's
+patience (``max_nonfinite_streak``) and Hydra's own settings (paths, timestamps, launcher); an empty
+``t_max_by_env`` (every budget but ``paper``) is left out too, so adding that key changed no identity.
+Numbers are canonical: ``-2`` and ``-2.0`` hash alike.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ IDENTITY_TAG = "identity"
 #: top-level config keys that do not change what a run computes
 EXCLUDED_KEYS: tuple[str, ...] = (
     "hydra", "logger", "checkpoint", "checkpoint_interval", "progress_bar", "device", "torch_threads",
+    "max_nonfinite_streak",
 )  # fmt: skip
 #: hex digits kept from the SHA-256 (64 bits: no collision in any realistic store)
 IDENTITY_LENGTH = 16
@@ -34,6 +37,8 @@ def identity_payload(cfg: DictConfig, excluded: Iterable[str] = EXCLUDED_KEYS) -
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     for key in excluded:
         data.pop(key, None)
+    if not data.get("t_max_by_env"):
+        data.pop("t_max_by_env", None)
     return _canonical(data)
 
 

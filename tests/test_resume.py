@@ -20,6 +20,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+import macpo.runs.lifecycle as lifecycle
 import macpo.train as train
 from macpo.algos.base import MarlAlgorithm
 from macpo.checkpointing import (
@@ -156,7 +157,7 @@ def test_crashed_run_resumes_into_same_run_and_matches_uninterrupted(tmp_path, c
 def test_finished_run_is_skipped(tmp_path, compose_cfg, monkeypatch):
     cfg = compose_cfg([*TINY, "t_max=400", "device=cpu", f"logger.tracking_uri={store_uri(tmp_path / 'm.db')}"])
     first = train.run(cfg)
-    monkeypatch.setattr(train, "make_env", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(lifecycle, "build_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert train.run(cfg) == pytest.approx(first)
     client, run = the_run(store_uri(tmp_path / "m.db"))  # still one run
     assert run.info.status == "FINISHED" and run.data.tags["identity"] == run_identity(cfg)
@@ -187,7 +188,7 @@ def test_checkpoint_without_buffer_resumes_with_empty_buffer(tmp_path, compose_c
     crash_once_after(1900)
     with pytest.raises(RuntimeError):
         train.run(cfg)
-    ckpt = torch.load(run_checkpoint_dir(cfg, run_identity(cfg), REPO) / LAST_CKPT, weights_only=False)
+    ckpt = torch.load(run_checkpoint_dir(cfg, run_identity(cfg), REPO) / LAST_CKPT, weights_only=True)
     assert ckpt["ReplayDataModule"]["buffer"] is None
     assert ckpt["macpo_counters"]["env_steps"] > 0  # the schedule still resumes
 
@@ -199,7 +200,7 @@ def test_a_run_held_by_another_process_is_not_started_twice(tmp_path, compose_cf
     cfg = compose_cfg([*TINY, "device=cpu", f"logger.tracking_uri={uri}"])
     lock = RunLock(run_checkpoint_dir(cfg, run_identity(cfg), REPO))
     assert lock.acquire(timeout=0)
-    monkeypatch.setattr(train, "LOCK_WAIT_S", 0.1)
+    monkeypatch.setattr(lifecycle, "LOCK_WAIT_S", 0.1)
     try:
         assert np.isnan(train.run(cfg))
     finally:

@@ -29,6 +29,7 @@ class LoopSettings:
     t_max: int
     target_update_interval: int = 200  # in episodes
     log_interval: int = 10_000  # in env steps
+    max_nonfinite_streak: int = 10  # consecutive skipped non-finite updates before NonFiniteUpdateError
 
 
 @dataclass
