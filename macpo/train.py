@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from macpo.algos.guard import NonFiniteUpdateError
-from macpo.config import ConfigError, ConfigRejected, composition_error_message
+from macpo.config import ConfigError, ConfigRejected, compose, composition_error_message  # noqa: F401
 from macpo.runs import run, validate  # noqa: F401 - the Python API: macpo.train.run(cfg)
 from macpo.tracking import StoreError
 
