@@ -121,16 +121,18 @@ def load_runs(
 
 
 def open_client(tracking_uri: str) -> MlflowClient:
-    """An MlflowClient for `tracking_uri`; a sqlite URI must name an existing file.
+    """An MlflowClient for an existing store: a sqlite URI must name an MLflow database, a server must answer.
 
-    (MLflow would otherwise create an empty store, and the analysis would silently find nothing.)
+    Checked read-only first (``macpo.tracking.require_existing_store``): MLflow would otherwise
+    create an empty store (or write its schema into any file it is given), and the analysis
+    would silently find nothing. Raises ``ValueError`` naming the URI.
     """
-    if tracking_uri.startswith("sqlite:"):
-        database = sa.engine.make_url(tracking_uri).database
-        if database and database != ":memory:" and not Path(database).is_file():
-            raise ValueError(
-                f"tracking_uri (--tracking-uri) {tracking_uri!r}: no MLflow store at {Path(database).resolve()}"
-            )
+    from macpo.tracking import StoreError, require_existing_store
+
+    try:
+        require_existing_store(tracking_uri)
+    except StoreError as error:
+        raise ValueError(f"--tracking-uri: {error}") from None
     return MlflowClient(tracking_uri=tracking_uri)
 
 

@@ -13,7 +13,8 @@ CLI::
 
 (``status sweep=<name> <overrides>`` accepts the words of the launch command as they are.)
 
-``status`` prints, for each budget the store holds runs of, how many cells of the grid are done
+``status`` only reads: on a store that does not exist (or is not an MLflow store) it says so and
+exits with code 2, creating nothing. It prints, for each budget the store holds runs of, how many cells of the grid are done
 (FINISHED), running (a process holds the run's lock), interrupted (stopped by a signal, or dead
 without a word: resumable), failed (an error) or missing, and lists every cell not done.
 Overrides select the store (``logger.*``, ``checkpoint.dir``), a budget (``budget=smoke``) and
@@ -157,29 +158,32 @@ def run_state(status: str, lock_held: bool) -> str:
 
 
 def _compose(overrides: Sequence[str]):
-    from hydra import compose, initialize_config_dir
+    from macpo.config import compose
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose(list(overrides))
 
 
 def sweep_status(
     name: str, overrides: Sequence[str] = (), base_dir: str | None = None
 ) -> tuple[list[BudgetStatus], str]:
-    """Status of every cell of sweep ``name`` per budget found in the store; also the store's URI."""
+    """Status of every cell of sweep ``name`` per budget found in the store; also the store's URI.
+
+    Read-only: a store that does not exist (or is not an MLflow store) is a ``StoreError``, and
+    nothing is created.
+    """
     import os
 
     from mlflow.tracking import MlflowClient
 
     from macpo.checkpointing import RunLock, checkpoint_root
-    from macpo.tracking import resolve_tracking_uri, search_all_runs
+    from macpo.tracking import require_existing_store, search_all_runs
 
     plain = [o for o in overrides if not o.startswith("hydra") and override_key(o) != "sweep"]
     cells = grid_cells(name, plain)  # also rejects an unknown name
     single = [o for o, parsed in zip(plain, _parse(plain)) if not parsed.is_sweep_override()]
     cfg = _compose([f"sweep={name}", *single])  # where the store and checkpoints are
     base = base_dir or os.getcwd()
-    uri = resolve_tracking_uri(str(cfg.logger.tracking_uri), base)
+    uri = require_existing_store(str(cfg.logger.tracking_uri), base)
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(str(cfg.logger.experiment))
     runs = [] if experiment is None else search_all_runs(client, experiment.experiment_id, f"tags.sweep = '{name}'")
