@@ -14,9 +14,10 @@ CLI::
 (``status sweep=<name> <overrides>`` accepts the words of the launch command as they are.)
 
 ``status`` only reads: on a store that does not exist (or is not an MLflow store) it says so and
-exits with code 2, creating nothing. It prints, for each budget the store holds runs of, how many cells of the grid are done
-(FINISHED), running (a process holds the run's lock), interrupted (stopped by a signal, or dead
-without a word: resumable), failed (an error) or missing, and lists every cell not done.
+exits with code 2, creating nothing. It prints, for each budget the store holds runs of, how many
+cells of the grid are done (FINISHED), running (a process holds the run's lock), interrupted
+(stopped by a signal, or dead without a word: resumable), failed (an error) or missing, and lists
+every cell not done.
 Overrides select the store (``logger.*``, ``checkpoint.dir``), a budget (``budget=smoke``) and
 restrict the grid exactly as they would on the ``macpo.train -m`` command line (``seed=0``).
 """

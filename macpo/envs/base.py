@@ -9,7 +9,7 @@ as they were, so a Collector can step all B envs until every one is done.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -24,11 +24,6 @@ class EnvInfo:
     state_shape: int
     episode_limit: int
     obs_dtype: torch.dtype = torch.float32  # storage dtype for the replay buffer
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["obs_dtype"] = str(self.obs_dtype)
-        return d
 
 
 class BatchedEnv(ABC):

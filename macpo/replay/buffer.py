@@ -6,9 +6,6 @@ import torch
 
 from macpo.envs.base import EnvInfo
 
-#: field -> (shape after [capacity, T+1], dtype or None for the env's obs dtype)
-EPISODE_FIELDS = ("obs", "state", "avail_actions", "actions", "reward", "terminated", "filled")
-
 
 def episode_layout(info: EnvInfo) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Per-field shape (after the leading [K, T+1]) and storage dtype of an episode batch."""
