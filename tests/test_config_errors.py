@@ -85,10 +85,30 @@ def test_store_under_a_file_is_refused(tmp_path):
 
 
 def test_unreachable_server_fails_within_ten_seconds():
+    """Nothing listens on port 9: MLflow's defaults retried for minutes; the run is refused in seconds."""
+    cfg = compose([*TINY, "logger.tracking_uri=http://127.0.0.1:9"])
     start = time.perf_counter()
-    with pytest.raises(StoreError, match=r"http://127\.0\.0\.1:9.*no MLflow server answered"):
+    with pytest.raises(ConfigError, match=r"http://127\.0\.0\.1:9.*no MLflow server answered"):
+        validate(cfg)
+    assert time.perf_counter() - start <= 10.0
+    start = time.perf_counter()
+    with pytest.raises(StoreError, match="no MLflow server answered"):
         probe_server_store("http://127.0.0.1:9")
     assert time.perf_counter() - start <= 10.0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["env.n_agents=30", "env.grid_size=2"], ["seed=4294967296"], ["logger.tracking_uri=foo://x"],
+     ["sampler=discor", "algo=qmix"]],
+)  # fmt: skip
+def test_a_refused_run_creates_no_store_lock_or_folder(tmp_path, overrides, monkeypatch):
+    import macpo.train as train
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError):
+        train.run(compose([*TINY, f"logger.tracking_uri=sqlite:///{tmp_path / 'store' / 'm.db'}", *overrides]))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_launcher_plugin_names_its_install_line():
