@@ -11,6 +11,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+import macpo.config  # noqa: F401 - puts the config schemas in Hydra's ConfigStore (conf/train.yaml names them)
+
 # One intra-op thread: the suite's tensors are small, and on a shared 2-core machine two OpenMP
 # threads spin against other processes (measured: a GRU forward 20x slower under load).
 torch.set_num_threads(1)

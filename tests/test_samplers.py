@@ -381,7 +381,37 @@ EXPECTED_CLASSES = {
 
 
 def test_every_sampler_yaml_is_listed_here():
-    assert {p.stem for p in CONF_SAMPLER.glob("*.yaml")} == set(EXPECTED_CLASSES)
+    assert {p.stem for p in CONF_SAMPLER.glob("*.yaml")} - {"base"} == set(EXPECTED_CLASSES)
+
+
+def test_sampler_yamls_hold_only_what_is_new():
+    """Shared keys live in base.yaml; every other yaml extends base or another sampler and restates nothing."""
+    from omegaconf import OmegaConf
+
+    def values(name):  # a yaml's own keys, without its defaults list; macpo_reference is a global preset
+        raw = OmegaConf.to_container(OmegaConf.load(CONF_SAMPLER / f"{name}.yaml"))
+        return raw.pop("defaults", []), raw.get("sampler", raw) if name == "macpo_reference" else raw
+
+    def resolved(name):  # what the yaml inherits, then its own keys
+        defaults, own = values(name)
+        out = {}
+        for parent in defaults:
+            parent = parent.split("@")[0]
+            if parent != "_self_" and not parent.startswith("/"):
+                out.update(resolved(parent))
+        return {**out, **own}
+
+    base_defaults, base = values("base")
+    assert {"mode", "normalize", "alpha", "beta", "beta_end", "episode_priority", "eps"} <= set(base)
+    assert "_target_" not in base  # not a sampler by itself
+    for name in EXPECTED_CLASSES:
+        defaults, own = values(name)
+        parents = [d.split("@")[0] for d in defaults if d != "_self_" and not d.startswith("/")]
+        assert parents and parents[0] in {"base", *EXPECTED_CLASSES}, f"{name} extends no sampler yaml"
+        inherited = resolved(parents[0])
+        restated = {k for k, v in own.items() if k in inherited and inherited[k] == v}
+        assert not restated, f"{name}.yaml restates {sorted(restated)} from {parents[0]}.yaml"
+    assert values("macpo_approx")[0][0] == "macpo" and values("macpo_reference")[0][0] == "macpo@sampler"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_CLASSES))
