@@ -13,6 +13,7 @@ import sys
 import warnings
 
 import hydra
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from macpo.algos.guard import NonFiniteUpdateError
@@ -51,7 +52,10 @@ def cli() -> int:
         print(f"error: the run FAILED: {error} (its last good checkpoint is kept)", file=sys.stderr)
         return EXIT_RUN_FAILED
     except Exception as error:
-        message = str(error) if isinstance(error, (ConfigError, StoreError)) else composition_error_message(error)
+        if isinstance(error, (ConfigError, StoreError)):
+            message = str(error)
+        else:  # Hydra's own user errors (a bad override, an unknown option); anything else is a bug: traceback
+            message = composition_error_message(error) if isinstance(error, CompactHydraException) else None
         if full_error or message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

@@ -106,16 +106,13 @@ def _shown(value) -> str:
     return str(value)
 
 
-def _fields(schema: type) -> dict[str, dataclasses.Field]:
+def _fields(schema: type) -> dict[str, tuple[object, dict]]:
+    """field name -> (its type, its range rules) for a schema dataclass."""
     hints = typing.get_type_hints(schema)
-    out = {}
-    for f in dataclasses.fields(schema):
-        f.type = hints.get(f.name, f.type)
-        out[f.name] = f
-    return out
+    return {f.name: (hints.get(f.name, f.type), dict(f.metadata)) for f in dataclasses.fields(schema)}
 
 
-def _violates(value, tp, rules: dict) -> bool:
+def _violates(value, rules: dict) -> bool:
     if value is None:
         return False  # a None the type forbids is OmegaConf's to refuse
     if "choices" in rules and value not in rules["choices"]:
@@ -161,11 +158,9 @@ def _check_node(node, prefix: str) -> None:
         if isinstance(value, DictConfig):
             _check_node(value, full + ".")
             continue
-        f = fields.get(name)
-        if f is None or not f.metadata:
-            continue
-        if _violates(value, f.type, dict(f.metadata)):
-            raise ConfigError(f"{full}: expected {expectation(f.type, dict(f.metadata))}, got {_shown(value)}")
+        tp, rules = fields.get(name, (None, {}))
+        if rules and _violates(value, rules):
+            raise ConfigError(f"{full}: expected {expectation(tp, rules)}, got {_shown(value)}")
 
 
 def _first_line(error: BaseException) -> str:
@@ -174,21 +169,20 @@ def _first_line(error: BaseException) -> str:
 
 def composition_error_message(error: BaseException) -> str | None:
     """One line for an error Hydra raised while composing, naming the key; None if not a config error."""
-    from hydra.errors import HydraException, MissingConfigException
+    from hydra.errors import CompactHydraException, MissingConfigException
 
     cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         full_key = str(cause.full_key)
         schema, name = getattr(cause, "object_type", None), str(getattr(cause, "key", "") or "")
         if dataclasses.is_dataclass(schema) and name in _fields(schema) and "not in" not in str(cause):
-            f = _fields(schema)[name]
-            value = getattr(cause, "value", None)
-            return f"{full_key}: expected {expectation(f.type, dict(f.metadata))}, got {_shown(value)}"
+            tp, rules = _fields(schema)[name]
+            return f"{full_key}: expected {expectation(tp, rules)}, got {_shown(getattr(cause, 'value', None))}"
         if "not in" in _first_line(cause) or "is not in struct" in _first_line(cause):
             return f"{full_key}: no such key (a new key is added with +{full_key}=...)"
         return f"{full_key}: {_first_line(cause)}"
     if isinstance(error, MissingConfigException):
         return " ".join(str(error).split("Config search path")[0].split())
-    if isinstance(error, (HydraException, OmegaConfBaseException)):
+    if isinstance(error, CompactHydraException):  # Hydra's user-facing errors: bad override, unknown option
         return " ".join(str(error).split())
     return None
