@@ -3,8 +3,8 @@
 Hydra calls ``on_run_start`` / ``on_multirun_start`` before it makes the run's output folder or
 instantiates the launcher, so a bad config, store or launcher fails here with nothing written.
 A multirun checks the launcher plugin and every job of the grid (each distinct env is built
-once). The store itself is created by the first run that needs it (``macpo.tracking.prepare_store``,
-under a file lock, so parallel workers do not race on it).
+once) before the first job starts. The store itself is created by the first run that needs it
+(``macpo.tracking.prepare_store``, under a file lock, so parallel workers do not race on it).
 """
 
 from __future__ import annotations
@@ -46,30 +46,28 @@ def rejecting():
 
 
 def grid_job_configs(config: DictConfig):
-    """Each job of a multirun's grid as (config, whether its env is new), as Hydra's basic sweeper
-    expands it; jobs that differ only in the seed are checked once."""
+    """Each job of a multirun as (config, whether its env is new to the check), as Hydra's basic
+    sweeper expands the grid. Another sweeper chooses its jobs as it goes: its base config is checked."""
     from hydra import compose
 
+    from macpo.config import ConfigError, composition_error_message
     from macpo.sweeps import grid_jobs
 
+    if not str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith("BasicSweeper"):
+        yield config, True
+        return
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     overrides = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
     config_name = OmegaConf.select(config, "hydra.job.config_name") or "train"
-    seen_jobs, seen_envs = set(), set()
+    seen_envs = set()
     for job in grid_jobs({str(k): str(v) for k, v in params.items()}, overrides):
-        key = tuple(sorted(o for o in job if not o.startswith("seed=")))
-        if key in seen_jobs:
-            continue
-        seen_jobs.add(key)
-        from macpo.config import ConfigError, composition_error_message
-
         try:
             job_cfg = compose(config_name=config_name, overrides=list(job))
         except Exception as error:
             message = composition_error_message(error)
             if message is None:
                 raise
-            raise ConfigError(message) from None
+            raise ConfigError(f"job {' '.join(job)}: {message}") from None
         env_key = OmegaConf.to_yaml(job_cfg.env)
         yield job_cfg, env_key not in seen_envs
         seen_envs.add(env_key)
