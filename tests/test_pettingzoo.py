@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from omegaconf import OmegaConf
 from pettingzoo.test import parallel_api_test
 from pettingzoo.utils.env import ParallelEnv
 
@@ -301,9 +302,7 @@ def test_simple_spread_from_mpe2_is_seeded():
 
 def test_pettingzoo_config_builds_the_named_module():
     module_or_skip("pettingzoo.sisl.pursuit_v5")
-    from macpo.config import compose
-
-    cfg = compose(["env=pettingzoo"]).env  # the yaml as the run sees it (with its schema)
+    cfg = OmegaConf.load(ENV_CONF / "pettingzoo.yaml")
     assert cfg.name == "pettingzoo.sisl.pursuit_v5"
     cfg.env_kwargs = {"max_cycles": 7, "n_pursuers": 4}
     env = make_env(cfg, n_envs=2, device="cpu", seed=0)

@@ -7,8 +7,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from macpo.envs.base import BatchedEnv
 
-#: config keys that describe the entry rather than configure the env
-DESCRIPTIVE_KEYS = ("name",)
+#: config keys that describe the entry rather than configure the env (``defaults``: its schema,
+#: present when a yaml file is loaded as it is rather than composed by Hydra)
+DESCRIPTIVE_KEYS = ("name", "defaults")
 
 
 def make_env(env_cfg: DictConfig, n_envs: int, device, seed: int | None = None) -> BatchedEnv:
