@@ -74,6 +74,10 @@ class OptimiserSpec:
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"optimiser must be one of {sorted(self.KINDS)}, got {self.kind!r}")
+        try:  # options the torch optimiser does not take fail here, not at the first update
+            self.KINDS[self.kind]([torch.zeros(1, requires_grad=True)], lr=self.lr, **self.options)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"optimiser options {self.options} do not suit {self.kind}: {error}") from None
 
     def build(self) -> torch.optim.Optimizer:
         return self.KINDS[self.kind](self.params, lr=self.lr, **self.options)
