@@ -73,9 +73,10 @@ def sampler_configs():
     return sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "sampler").glob("*.yaml"))
 
 
+@pytest.mark.parametrize("mode", ["reweight", "resample"])
 @pytest.mark.parametrize("name", sampler_configs())
-def test_qplex_trains_with_every_sampler_it_can_serve(name, compose_cfg):
-    sampler = hydra.utils.instantiate(compose_cfg([f"sampler={name}"]).sampler)
+def test_qplex_trains_with_every_sampler_it_can_serve(name, mode, compose_cfg):
+    sampler = hydra.utils.instantiate(compose_cfg([f"sampler={name}", f"sampler.mode={mode}"]).sampler)
     if not set(sampler.needs) <= QPLEX.provides:
         with pytest.raises(ValueError, match="needs"):
             QPLEX(small_env(), sampler, LoopSettings(t_max=100))
@@ -91,6 +92,8 @@ def test_qplex_trains_with_every_sampler_it_can_serve(name, compose_cfg):
     assert torch.isfinite(out.loss) and algo.counters["skipped_updates"] == 0
     assert any(not torch.equal(x, p) for x, p in zip(before, algo.online_parameters()))
     assert isinstance(algo.optimisers()["q"].build(), torch.optim.RMSprop)
+    if mode == "resample":  # the update wrote the sampled episodes' priorities
+        assert (sampler.priorities[:4] > 0).all()
 
 
 def test_qplex_refuses_samplers_needing_q_star():
