@@ -133,7 +133,7 @@ def build_run(cfg: DictConfig, identity: str, run_dir: Path, uri: str, previous_
     from macpo.algos.base import LoopSettings
     from macpo.callbacks import EnvStepProgressBar, GreedyEvaluation
     from macpo.envs.factory import make_env
-    from macpo.replay.datamodule import ReplayDataModule
+    from macpo.algos.data_path import make_datamodule
 
     device = resolve_device(cfg.device)
     if cfg.torch_threads:
@@ -143,8 +143,8 @@ def build_run(cfg: DictConfig, identity: str, run_dir: Path, uri: str, previous_
     sampler = hydra.utils.instantiate(cfg.sampler)
     env = make_env(cfg.env, cfg.batch_size_run, device, seed=cfg.seed)
     test_env = make_env(cfg.env, min(cfg.test_nepisode, TEST_BATCH_MAX), device, seed=cfg.seed + 10_000)
-    replay = ReplayDataModule(env.env_info, sampler, cfg.buffer_size, cfg.batch_size, device,
-                              save_buffer=bool(cfg.checkpoint.save_buffer))  # fmt: skip
+    replay = make_datamodule(hydra.utils.get_class(cfg.algo._target_), env.env_info, sampler, cfg.buffer_size,
+                             cfg.batch_size, device, save_buffer=bool(cfg.checkpoint.save_buffer))  # fmt: skip
     loop = LoopSettings(cfg.t_max, cfg.target_update_interval, cfg.log_interval,
                         max_nonfinite_streak=cfg.max_nonfinite_streak)  # fmt: skip
     build_algo = hydra.utils.instantiate(cfg.algo, _partial_=True, _convert_="all")

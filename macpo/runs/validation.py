@@ -116,11 +116,14 @@ def _check_algo_and_sampler(cfg: DictConfig) -> None:
         raise ConfigError(f"sampler={cfg.sampler.name}: {_one_line(error)}") from None
     missing = set(sampler.needs) - set(algo_cls.provides)
     if missing:
-        able = [name for name, cls in algorithm_classes().items() if set(sampler.needs) <= set(cls.provides)]
+        able = [name for name, cls in algorithm_classes().items() if cls.sampler_problem(sampler) is None]
         raise ConfigError(
             f"sampler={cfg.sampler.name} needs the signals {sorted(missing)}, which algo={cfg.algo.name} cannot "
             f"compute; choose an algorithm that can: {', '.join('algo=' + a for a in able) or 'none'}"
         )
+    problem = algo_cls.sampler_problem(sampler)  # e.g. a replay sampler for an on-policy method
+    if problem:
+        raise ConfigError(f"algo={cfg.algo.name}: {problem}")
 
 
 def _check_keywords(group: str, node: DictConfig, cls: type, skip: tuple[str, ...] = ()) -> None:
