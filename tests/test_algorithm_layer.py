@@ -4,6 +4,7 @@ the non-finite guard, the policies the Collector plays."""
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from macpo.algos.base import EpisodeBatch, LoopSettings, LossOutput, MarlAlgorithm, OptimiserSpec, masked_mean
 from macpo.algos.data_path import OnPolicyDataModule, make_datamodule
@@ -32,7 +33,7 @@ class ToyActorCritic(MarlAlgorithm):
     on_policy = True
     provides = frozenset({"td"})
 
-    def __init__(self, train_env, sampler, loop, lr=1e-2):
+    def __init__(self, train_env, sampler, loop, name="toy", lr=1e-2):
         super().__init__(train_env, sampler, loop)
         n, a, o, s = self.info.n_agents, self.info.n_actions, self.info.obs_shape, self.info.state_shape
         self.actor = RNNAgent(o + a + n, a, 16)
@@ -116,7 +117,8 @@ def test_on_policy_refuses_a_replay_sampler_before_compute(compose_cfg):
         make_datamodule(ToyActorCritic, env.env_info, PerSampler(), 64, 8)
     assert isinstance(make_datamodule(ToyActorCritic, env.env_info, UniformSampler(), 64, 8), OnPolicyDataModule)
     assert isinstance(make_datamodule(QMIX, env.env_info, PerSampler(), 64, 8), ReplayDataModule)
-    cfg = compose_cfg([*TINY, "sampler=per", f"algo._target_={__name__}.ToyActorCritic"])
+    cfg = compose_cfg([*TINY, "sampler=per"])
+    cfg.algo = OmegaConf.create({"_target_": f"{__name__}.ToyActorCritic", "name": "toy"})  # only its own keys
     with pytest.raises(ConfigError, match="on-policy"):
         validate(cfg)
 
