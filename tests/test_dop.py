@@ -1,0 +1,96 @@
+"""DOP: tree-backup targets against a by-hand and a brute-force computation; the linear mixer."""
+
+import pytest
+import torch
+
+from macpo.nn.dop_critic import LinearMixer, decomposed_advantages
+from macpo.nn.tree_backup import expected_sarsa_errors, tree_backup_targets
+
+
+def test_tree_backup_by_hand():
+    """n = 2, γλ = 0.5: y_t = Q̄_t + δ_t + 0.5 c_{t+1} δ_{t+1}."""
+    td = torch.tensor([[1.0, 2.0, 3.0]])
+    q = torch.tensor([[10.0, 20.0, 30.0]])
+    trace = torch.tensor([[0.9, 0.5, 0.25]])  # c_0 never enters a target
+    mask = torch.ones(1, 3)
+    y = tree_backup_targets(td, q, trace, mask, gamma=0.5, tb_lambda=1.0, n_steps=2)
+    assert torch.allclose(y, torch.tensor([[10 + 1 + 0.5 * 0.5 * 2, 20 + 2 + 0.5 * 0.25 * 3, 30 + 3.0]]))
+    # one step is expected SARSA: Q̄ + δ = r + γ E_π Q̄'
+    y1 = tree_backup_targets(td, q, trace, mask, gamma=0.5, tb_lambda=1.0, n_steps=1)
+    assert torch.allclose(y1, q + td)
+
+
+def test_expected_sarsa_errors_by_hand():
+    r = torch.tensor([[1.0, 2.0, 0.0]])
+    term = torch.tensor([[0.0, 1.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])  # 2 real transitions, one padding step
+    q_taken = torch.tensor([[4.0, 5.0, 6.0]])
+    q_exp = torch.tensor([[7.0, 8.0, 9.0, 10.0]])
+    td = expected_sarsa_errors(r, term, mask, q_taken, q_exp, gamma=0.5)
+    assert torch.allclose(td, torch.tensor([[1 + 0.5 * 8 - 4, 2 - 5.0, 0.0]]))
+
+
+def brute_force_tree_backup(td, q, trace, length, gamma, lam, n):
+    out = []
+    for t in range(length):
+        y = q[t]
+        for k in range(n):
+            if t + k >= length:
+                break
+            prod = 1.0
+            for j in range(1, k + 1):
+                prod *= trace[t + j]
+            y += (gamma * lam) ** k * prod * td[t + k]
+        out.append(y)
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 3, 5, 12])
+def test_tree_backup_matches_definition(n):
+    torch.manual_seed(0)
+    b, t, length = 2, 9, 7  # 7 real transitions, 2 padding steps
+    td, q, trace = torch.randn(b, t), torch.randn(b, t), torch.rand(b, t)
+    mask = torch.zeros(b, t)
+    mask[:, :length] = 1
+    y = tree_backup_targets(td, q, trace, mask, gamma=0.99, tb_lambda=0.93, n_steps=n)
+    for i in range(b):
+        want = brute_force_tree_backup(td[i].tolist(), q[i].tolist(), trace[i].tolist(), length, 0.99, 0.93, n)
+        assert torch.allclose(y[i, :length], torch.tensor(want), atol=1e-5)
+
+
+def test_on_policy_deterministic_backup_is_the_discounted_return():
+    """Trace 1 (the policy takes the replayed actions surely), λ = 1, n ≥ T: δ's telescope to Σ γ^k r."""
+    gamma = 0.9
+    r = torch.tensor([[1.0, -2.0, 3.0, 0.5]])
+    term = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    mask = torch.ones(1, 4)
+    q_next = torch.randn(1, 5)  # a deterministic policy: E_π Q̄(s, ·) = Q̄(s, a) of the action it takes
+    td = expected_sarsa_errors(r, term, mask, q_next[:, :-1], q_next, gamma)
+    y = tree_backup_targets(td, q_next[:, :-1], torch.ones(1, 4), mask, gamma, 1.0, n_steps=4)
+    returns = [sum(gamma**k * r[0, t + k].item() for k in range(4 - t)) for t in range(4)]
+    assert torch.allclose(y[0], torch.tensor(returns), atol=1e-5)
+
+
+def test_invalid_backup_length():
+    with pytest.raises(ValueError, match="n_steps >= 1"):
+        tree_backup_targets(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1, 2), 0.9, 0.9, 0)
+
+
+def test_linear_mixer_weights_are_a_convex_credit_assignment():
+    torch.manual_seed(0)
+    mixer = LinearMixer(n_agents=3, state_dim=5)
+    state, q = torch.randn(2, 4, 5), torch.randn(2, 4, 3)
+    k = mixer.k(state)
+    assert (k >= 0).all() and torch.allclose(k.sum(-1), torch.ones(2, 4))
+    bumped = q.clone()
+    bumped[..., 1] += 2.0
+    # Q_tot is linear in each Q_i with slope k_i(s)
+    assert torch.allclose(mixer(bumped, state) - mixer(q, state), 2.0 * k[..., 1], atol=1e-5)
+
+
+def test_decomposed_advantage_is_zero_in_expectation_under_the_policy():
+    q = torch.tensor([[[[1.0, 3.0, 5.0]]]])  # [1, 1, 1, 3]
+    probs = torch.tensor([[[[0.5, 0.25, 0.25]]]])
+    adv = [decomposed_advantages(q, probs, torch.tensor([[[a]]])).item() for a in range(3)]
+    assert adv == pytest.approx([1 - 2.5, 3 - 2.5, 5 - 2.5])
+    assert sum(p * a for p, a in zip([0.5, 0.25, 0.25], adv)) == pytest.approx(0.0)

@@ -1,0 +1,47 @@
+"""VDAC-mix: the joint advantage against a brute-force λ-return."""
+
+import pytest
+import torch
+
+from macpo.nn.vdac import split_actor_critic, vdac_advantages
+from tests.test_td_lambda import brute_force_lambda_return
+
+
+@pytest.mark.parametrize("terminated", [True, False])
+@pytest.mark.parametrize("lam", [0.0, 0.8, 1.0])
+def test_advantage_is_lambda_return_minus_mixed_value(lam, terminated):
+    torch.manual_seed(2)
+    t, length = 8, 6
+    r, v = torch.randn(2, t), torch.randn(2, t + 1)
+    mask = torch.zeros(2, t)
+    mask[:, :length] = 1
+    term = torch.zeros(2, t)
+    if terminated:
+        term[:, length - 1] = 1
+    targets, adv = vdac_advantages(r, term, mask, v, gamma=0.99, td_lambda=lam)
+    for i in range(2):
+        g = brute_force_lambda_return(r[i].tolist(), v[i].tolist(), length, terminated, 0.99, lam)
+        assert torch.allclose(targets[i, :length], torch.tensor(g), atol=1e-5)
+        assert torch.allclose(adv[i, :length], torch.tensor(g) - v[i, :length], atol=1e-5)
+    assert (adv[:, length:] == 0).all()  # padding carries no advantage
+
+
+def test_one_step_advantage_by_hand():
+    r = torch.tensor([[1.0, 0.0]])
+    v = torch.tensor([[2.0, 3.0, 5.0]])
+    term = torch.tensor([[0.0, 1.0]])
+    targets, adv = vdac_advantages(r, term, torch.ones(1, 2), v, gamma=0.5, td_lambda=0.0)
+    assert torch.allclose(targets, torch.tensor([[1 + 0.5 * 3, 0.0]]))
+    assert torch.allclose(adv, torch.tensor([[2.5 - 2.0, 0.0 - 3.0]]))
+
+
+def test_advantages_carry_no_gradient_into_the_critic():
+    v = torch.randn(1, 4, requires_grad=True)
+    targets, adv = vdac_advantages(torch.ones(1, 3), torch.zeros(1, 3), torch.ones(1, 3), v, 0.9, 0.8)
+    assert not targets.requires_grad and not adv.requires_grad
+
+
+def test_split_heads():
+    out = torch.arange(8.0).view(2, 4)
+    logits, value = split_actor_critic(out)
+    assert logits.shape == (2, 3) and torch.equal(value, torch.tensor([3.0, 7.0]))
