@@ -9,7 +9,9 @@ agent's policy gradient uses the same joint advantage A_t = G^λ_t − V_tot(s_t
 from __future__ import annotations
 
 import torch
+from torch import nn
 
+from macpo.nn.agent import RNNAgent
 from macpo.nn.targets import td_lambda_targets
 
 
@@ -19,6 +21,27 @@ def split_actor_critic(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (A linear layer with A + 1 units is the policy head and the value head side by side.)
     """
     return out[..., :-1], out[..., -1]
+
+
+class ActorCriticAgent(nn.Module):
+    """A shared recurrent agent with a policy head and a local value head (VDAC's agents).
+
+    ``forward`` gives the policy logits only (what a Collector's policy samples from);
+    ``heads`` gives logits and values for learning.
+    """
+
+    def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64):
+        super().__init__()
+        self.body = RNNAgent(input_dim, n_actions + 1, hidden_dim)
+
+    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [B, T, N, I] → logits [B, T, N, A], hidden [1, B*N, H]."""
+        out, hidden = self.body(inputs, hidden)
+        return split_actor_critic(out)[0], hidden
+
+    def heads(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [B, T, N, I] → logits [B, T, N, A], local values V_i [B, T, N]."""
+        return split_actor_critic(self.body(inputs)[0])
 
 
 def vdac_advantages(
