@@ -94,3 +94,50 @@ def test_decomposed_advantage_is_zero_in_expectation_under_the_policy():
     adv = [decomposed_advantages(q, probs, torch.tensor([[[a]]])).item() for a in range(3)]
     assert adv == pytest.approx([1 - 2.5, 3 - 2.5, 5 - 2.5])
     assert sum(p * a for p, a in zip([0.5, 0.25, 0.25], adv)) == pytest.approx(0.0)
+
+
+# ---- the algorithm ------------------------------------------------------------------------------
+from macpo.algos.base import LoopSettings  # noqa: E402
+from macpo.algos.dop import DOP  # noqa: E402
+from macpo.envs.predator_prey import PredatorPrey  # noqa: E402
+from macpo.replay.samplers.per import PerSampler  # noqa: E402
+from macpo.replay.samplers.uniform import UniformSampler  # noqa: E402
+
+
+def small_dop(**kwargs):
+    env = PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
+    return DOP(env, UniformSampler(), LoopSettings(t_max=1000), **kwargs)
+
+
+def test_collected_episodes_fill_the_recent_buffer_and_latest_returns_the_newest():
+    torch.manual_seed(0)
+    dop = small_dop(on_buffer_size=6, on_batch_size=3, critic_hidden_dim=16)
+    first, _ = dop.collector.run(dop.explore_policy(), seed=1)
+    second, _ = dop.collector.run(dop.explore_policy(), seed=2)
+    assert len(dop.recent) == 6  # 8 collected, the 6 most recent kept
+    latest = dop.recent.latest(3)
+    t = latest["obs"].shape[1]
+    newest_first = second["obs"].flip(0)[:3, :t]  # the last inserted episode comes first
+    assert torch.equal(latest["obs"], newest_first.float())
+
+
+def test_one_update_steps_critic_and_actor_and_gives_the_sampler_td():
+    torch.manual_seed(0)
+    dop = small_dop(critic_hidden_dim=16)
+    episodes, _ = dop.collector.run(dop.explore_policy(), seed=3)
+    before = {n: p.detach().clone() for n, p in dop.named_parameters()}
+    out = dop.update(episodes, torch.ones(4))
+    changed = {n.split(".")[0] for n, p in dop.named_parameters() if not torch.equal(before[n], p)}
+    assert changed == {"actor", "critic", "mixer"}  # targets stay frozen until update_targets
+    assert out.signals.td.shape == episodes["reward"][:, :-1].shape and torch.isfinite(out.loss)
+    for key in ("critic_loss", "pg_loss", "td_error_abs", "td_error_abs_recent"):
+        assert torch.isfinite(out.metrics[key]), key
+
+
+def test_dop_serves_td_samplers_and_validates_its_options():
+    env = PredatorPrey(2, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
+    DOP(env, PerSampler(), LoopSettings(t_max=100), critic_hidden_dim=8)  # PER needs only δ
+    with pytest.raises(ValueError, match="on_batch_size"):
+        small_dop(on_buffer_size=4, on_batch_size=8)
+    with pytest.raises(ValueError, match="tree_backup_steps"):
+        small_dop(tree_backup_steps=0)

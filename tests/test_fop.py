@@ -69,3 +69,30 @@ def test_mixer_reduces_to_the_weighted_sum_where_every_agent_acts_softly_greedy(
     v = q.detach() - 1.0
     mixer(q, v, state, actions)[0].sum().backward()
     assert torch.allclose(q.grad, w + 1e-10, atol=1e-5)
+
+
+# ---- the algorithm ------------------------------------------------------------------------------
+from macpo.algos.base import LoopSettings  # noqa: E402
+from macpo.algos.fop import FOP  # noqa: E402
+from macpo.envs.predator_prey import PredatorPrey  # noqa: E402
+from macpo.replay.samplers.uniform import UniformSampler  # noqa: E402
+from macpo.rollout import Collector  # noqa: E402
+
+
+def test_one_update_steps_the_actor_and_both_critics_and_alpha_decays():
+    torch.manual_seed(0)
+    env = PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
+    fop = FOP(env, UniformSampler(), LoopSettings(t_max=1000), alpha_anneal_time=100)
+    episodes, _ = Collector(env).run(fop.explore_policy(), seed=3)
+    before = {n: p.detach().clone() for n, p in fop.named_parameters()}
+    out = fop.update(episodes, torch.ones(4))
+    changed = {n.split(".")[0] for n, p in fop.named_parameters() if not torch.equal(before[n], p)}
+    assert changed == {"actor", "critic1", "critic2", "mixer1", "mixer2"}
+    assert torch.isfinite(out.loss) and out.signals.td is not None
+    assert fop.alpha() == pytest.approx(0.5)
+    fop.counters["env_steps"] = 50
+    assert fop.alpha() == pytest.approx(0.275) and fop.exploration_metrics()["alpha"] == pytest.approx(0.275)
+    fop.counters["env_steps"] = 10_000
+    assert fop.alpha() == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="alpha_start"):
+        FOP(env, UniformSampler(), LoopSettings(t_max=1000), alpha_finish=0.0)

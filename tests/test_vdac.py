@@ -45,3 +45,38 @@ def test_split_heads():
     out = torch.arange(8.0).view(2, 4)
     logits, value = split_actor_critic(out)
     assert logits.shape == (2, 3) and torch.equal(value, torch.tensor([3.0, 7.0]))
+
+
+# ---- the algorithm ------------------------------------------------------------------------------
+from macpo.algos.base import LoopSettings  # noqa: E402
+from macpo.algos.vdac import VDAC  # noqa: E402
+from macpo.envs.predator_prey import PredatorPrey  # noqa: E402
+from macpo.replay.samplers.per import PerSampler  # noqa: E402
+from macpo.replay.samplers.uniform import UniformSampler  # noqa: E402
+from macpo.rollout import Collector  # noqa: E402
+
+
+def small_env():
+    return PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
+
+
+def test_vdac_is_on_policy_and_refuses_replay_samplers():
+    assert VDAC.on_policy
+    with pytest.raises(ValueError, match="on-policy"):
+        VDAC(small_env(), PerSampler(), LoopSettings(t_max=100))
+
+
+def test_one_update_trains_agent_heads_and_mixer_and_explores_with_the_floor():
+    torch.manual_seed(0)
+    env = small_env()
+    vdac = VDAC(env, UniformSampler(), LoopSettings(t_max=1000), epsilon_anneal_time=100)
+    assert vdac.epsilon() == pytest.approx(0.5) and vdac.explore_policy().greedy is False
+    assert vdac.greedy_policy().greedy
+    episodes, _ = Collector(env).run(vdac.explore_policy(), seed=3)
+    before = {n: p.detach().clone() for n, p in vdac.named_parameters()}
+    out = vdac.update(episodes, torch.ones(4))
+    changed = {n.split(".")[0] for n, p in vdac.named_parameters() if not torch.equal(before[n], p)}
+    assert changed == {"agent", "mixer"}
+    assert torch.isfinite(out.loss) and {"pg_loss", "critic_loss", "advantage_mean"} <= set(out.metrics)
+    vdac.counters["env_steps"] = 1000
+    assert vdac.epsilon() == pytest.approx(0.01)

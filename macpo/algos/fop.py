@@ -10,7 +10,8 @@ code orders it:
    the two target critics at actions sampled from the current policy
    (``macpo.nn.soft_targets``), plus the mixer's attention regulariser.
 
-The temperature α decays linearly from ``alpha_start`` to ``alpha_finish`` over
+The actors explore by sampling their own softmax policies (no ε-floor by default, as the
+public controller's default path). The temperature α decays linearly from ``alpha_start`` to ``alpha_finish`` over
 ``alpha_anneal_time`` env steps. Target critics and mixers are copied every
 ``target_update_interval`` episodes.
 """
@@ -53,8 +54,8 @@ class FOP(ActorCritic):
         n_heads: int = 4,
         attend_reg_coef: float = 1e-3,
         grad_clip: float = 10.0,
-        epsilon_start: float = 1.0,
-        epsilon_finish: float = 0.05,
+        epsilon_start: float = 0.0,
+        epsilon_finish: float = 0.0,
         epsilon_anneal_time: int = 50_000,
         optim_alpha: float = 0.99,
         optim_eps: float = 1e-5,
