@@ -69,11 +69,14 @@ class OptimiserSpec:
     kind: str = "adam"
     options: dict = field(default_factory=dict)
 
+    KINDS: ClassVar[dict[str, type]] = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"optimiser must be one of {sorted(self.KINDS)}, got {self.kind!r}")
+
     def build(self) -> torch.optim.Optimizer:
-        kinds = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
-        if self.kind not in kinds:
-            raise ValueError(f"optimiser kind must be one of {sorted(kinds)}, got {self.kind!r}")
-        return kinds[self.kind](self.params, lr=self.lr, **self.options)
+        return self.KINDS[self.kind](self.params, lr=self.lr, **self.options)
 
 
 @dataclass

@@ -57,10 +57,14 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
         epsilon_start: float = 1.0,
         epsilon_finish: float = 0.05,
         epsilon_anneal_time: int = 100_000,
+        optimiser: str = "adam",
+        optimiser_options: dict | None = None,
     ) -> None:
         super().__init__(train_env, sampler, loop)
         self.name, self.lr, self.gamma, self.td_lambda = name, lr, gamma, td_lambda
         self.double_q, self.grad_clip = double_q, grad_clip
+        self.optimiser_kind, self.optimiser_options = optimiser, dict(optimiser_options or {})
+        OptimiserSpec([], lr, kind=optimiser)  # an unknown kind fails here, before any network is built
         self.eps_start, self.eps_finish, self.eps_time = epsilon_start, epsilon_finish, max(1, epsilon_anneal_time)
         n, a, o = self.info.n_agents, self.info.n_actions, self.info.obs_shape
         self.agent = RNNAgent(o + a + n, a, agent_hidden_dim, agent_q_clamp)
@@ -106,7 +110,8 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
         return [p for p in self.parameters() if p.requires_grad]
 
     def optimisers(self) -> dict[str, OptimiserSpec]:
-        return {"q": OptimiserSpec(self.online_parameters(), self.lr, self.grad_clip)}
+        params = self.online_parameters()
+        return {"q": OptimiserSpec(params, self.lr, self.grad_clip, self.optimiser_kind, self.optimiser_options)}
 
     def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
         out = self.compute_loss(batch, is_weights)
