@@ -133,8 +133,10 @@ class FOP(ActorCritic):
         losses = [masked_mean(weights * (q_tot - y).pow(2), mask) + reg for q_tot, reg in zip(q_tots, regs)]
         for i, loss in zip((1, 2), losses):
             self.optimise(f"critic{i}", loss)
-        metrics = {"critic_loss": losses[0].detach(), "td_error_abs": masked_mean(td.detach().abs(), mask),
-                   "q_taken_mean": masked_mean(q_tots[0].detach(), mask), "target_mean": masked_mean(y, mask)}  # fmt: skip
+        metrics = {
+            "critic_loss": losses[0].detach(), "td_error_abs": masked_mean(td.detach().abs(), mask),
+            "q_taken_mean": masked_mean(q_tots[0].detach(), mask), "target_mean": masked_mean(y, mask),
+        }  # fmt: skip
         return signals, metrics
 
     def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
