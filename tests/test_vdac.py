@@ -80,3 +80,17 @@ def test_one_update_trains_agent_heads_and_mixer_and_explores_with_the_floor():
     assert torch.isfinite(out.loss) and {"pg_loss", "critic_loss", "advantage_mean"} <= set(out.metrics)
     vdac.counters["env_steps"] = 1000
     assert vdac.epsilon() == pytest.approx(0.01)
+
+
+@pytest.mark.slow
+def test_vdac_learns_small_predator_prey(tmp_path):
+    """VDAC's greedy test return beats the random policy's by a clear margin at a small seeded budget
+    (on-policy updates on 8 episodes at a time, as the public config; 20k env steps)."""
+    from tests.learning_check import learned_return
+
+    final, random_return, test = learned_return(
+        tmp_path, ["algo=vdac", "budget=demo", "batch_size_run=8", "t_max=20000", "test_interval=2000"]
+    )
+    assert random_return < 0.5
+    # 5 points of capture rate above random (+10 per capture), and over 10x its return
+    assert final > random_return + 0.5 and final > 10 * random_return, (final, random_return, test)
