@@ -21,11 +21,12 @@ def seeded_random_return(episodes: int = 4096) -> float:
         torch.random.set_rng_state(state)
 
 
-def learned_return(tmp_path, overrides):
+def learned_return(tmp_path, overrides, timeout=600):
     """Mean test return of the last three greedy evaluations, the random policy's return, the curve."""
     db = tmp_path / "learn.db"
-    res = run_cli(["-m", "macpo.train", "env=predator_prey_small", "sampler=uniform", "seed=0", "progress_bar=false",
-                   *overrides, f"logger.tracking_uri=sqlite:///{db}", f"hydra.run.dir={tmp_path}/run"])  # fmt: skip
+    args = ["-m", "macpo.train", "env=predator_prey_small", "sampler=uniform", "seed=0", "progress_bar=false",
+            *overrides, f"logger.tracking_uri=sqlite:///{db}", f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
+    res = run_cli(args, timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
     df, client = runs_of(db)
     test = history(client, df.run_id[0], "test/return_mean")
