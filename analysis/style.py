@@ -24,6 +24,10 @@ METHOD_COLOURS: dict[str, str] = {
     "qmix": "#1f3b73",  # dark blue
     "ow_qmix": "#bcbd22",  # olive
     "cw_qmix": "#e377c2",  # pink
+    "qplex": "#008080",  # teal
+    "dop": "#6a3d9a",  # dark purple
+    "fop": "#b15928",  # rust
+    "vdac": "#e6ab02",  # mustard
     "macpo_no_bellman": "#6baed6",  # light blue
     "macpo_no_value": "#74c476",  # light green
     "macpo_no_joint": "#fdae6b",  # light orange
@@ -57,6 +61,10 @@ METHOD_LABELS: dict[str, str] = {
     "qmix": "QMIX",
     "ow_qmix": "OW-QMIX",
     "cw_qmix": "CW-QMIX",
+    "qplex": "QPLEX",
+    "dop": "DOP",
+    "fop": "FOP",
+    "vdac": "VDAC",
     "macpo_no_bellman": "w/o Bellman error",
     "macpo_no_value": "w/o value enhancement",
     "macpo_no_joint": "w/o joint action prob.",

@@ -16,7 +16,7 @@ from macpo.train import validate
 from tests.conftest import REPO, TINY, run_cli
 
 SMAC = ("3s_vs_5z", "5m_vs_6m", "mmm2")
-METHODS = ("qmix", "ow_qmix", "cw_qmix", "macpo")
+METHODS = ("qmix", "ow_qmix", "cw_qmix", "qplex", "vdac", "fop", "dop", "macpo")
 #: the issue's grids: sweep → {key: values} (the cross product is the grid)
 EXPECTED = {
     "fig1_replay": {"env": SMAC, "algo": ("macpo",),

@@ -1,0 +1,149 @@
+"""FOP (Zhang et al., ICML 2021): factorised optimal joint policy for maximum-entropy MARL.
+
+Decentralised stochastic actors and twin soft critics (each: per-agent recurrent Q_i mixed by
+FOP's IGO mixer, ``macpo.nn.fop_mixer``), all trained from replay. Per update, as the public
+code orders it:
+
+1. actors: minimise Σ_a π_i(a) [α log π_i(a) − min(Q¹_i, Q²_i)(τ, a)] (discrete soft policy
+   improvement towards the per-agent Boltzmann policies the factorisation makes optimal);
+2. critics: regress each Q_tot onto the entropy-regularised λ-return built from the smaller of
+   the two target critics at actions sampled from the current policy
+   (``macpo.nn.soft_targets``), plus the mixer's attention regulariser.
+
+The actors explore by sampling their own softmax policies (no ε-floor by default, as the
+public controller's default path). The temperature α decays linearly from ``alpha_start`` to ``alpha_finish`` over
+``alpha_anneal_time`` env steps. Target critics and mixers are copied every
+``target_update_interval`` episodes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from macpo.algos.actor_critic import ActorCritic
+from macpo.algos.base import EpisodeBatch, LoopSettings, LossOutput, OptimiserSpec, masked_mean
+from macpo.envs.base import BatchedEnv
+from macpo.nn.agent import RNNAgent
+from macpo.nn.fop_mixer import FOPMixer
+from macpo.nn.policy_head import categorical_entropy
+from macpo.nn.soft_targets import entropy_regularised_targets, linear_schedule, soft_values
+from macpo.replay.samplers.base import Sampler
+
+
+class FOP(ActorCritic):
+    provides = frozenset({"td"})
+    on_policy = False
+
+    def __init__(
+        self,
+        train_env: BatchedEnv,
+        sampler: Sampler,
+        loop: LoopSettings,
+        name: str = "fop",
+        lr: float = 5e-4,
+        critic_lr: float = 5e-4,
+        gamma: float = 0.99,
+        td_lambda: float = 0.8,
+        alpha_start: float = 0.5,
+        alpha_finish: float = 0.05,
+        alpha_anneal_time: int = 90_000,
+        agent_hidden_dim: int = 64,
+        mixer_embed_dim: int = 32,
+        hypernet_dim: int = 64,
+        n_heads: int = 4,
+        attend_reg_coef: float = 1e-3,
+        grad_clip: float = 10.0,
+        epsilon_start: float = 0.0,
+        epsilon_finish: float = 0.0,
+        epsilon_anneal_time: int = 50_000,
+        optim_alpha: float = 0.99,
+        optim_eps: float = 1e-5,
+    ) -> None:
+        super().__init__(train_env, sampler, loop, name, gamma, grad_clip, epsilon_start, epsilon_finish,
+                         epsilon_anneal_time, optim_alpha, optim_eps)  # fmt: skip
+        if not (alpha_start > 0 and alpha_finish > 0):
+            raise ValueError(f"algo.alpha_start and algo.alpha_finish must be > 0, got {alpha_start}, {alpha_finish}")
+        self.lr, self.critic_lr, self.td_lambda = lr, critic_lr, td_lambda
+        self.alpha_start, self.alpha_finish, self.alpha_time = alpha_start, alpha_finish, alpha_anneal_time
+        n, a, o, s = self.info.n_agents, self.info.n_actions, self.info.obs_shape, self.info.state_shape
+        self.actor = RNNAgent(o + a + n, a, agent_hidden_dim)
+        for i in (1, 2):
+            setattr(self, f"critic{i}", RNNAgent(o + a + n, a, agent_hidden_dim))
+            setattr(self, f"mixer{i}", FOPMixer(n, a, s, mixer_embed_dim, hypernet_dim, n_heads, attend_reg_coef))
+            self.add_target(f"critic{i}")
+            self.add_target(f"mixer{i}")
+
+    def acting_actor(self) -> torch.nn.Module:
+        return self.actor
+
+    def alpha(self) -> float:
+        """The entropy temperature at the current env step."""
+        return linear_schedule(self.env_steps, self.alpha_start, self.alpha_finish, self.alpha_time)
+
+    def exploration_metrics(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon(), "alpha": self.alpha()}
+
+    def optimisers(self) -> dict[str, OptimiserSpec]:
+        return {
+            "actor": self.rmsprop(list(self.actor.parameters()), self.lr),
+            "critic1": self.rmsprop([*self.critic1.parameters(), *self.mixer1.parameters()], self.critic_lr),
+            "critic2": self.rmsprop([*self.critic2.parameters(), *self.mixer2.parameters()], self.critic_lr),
+        }
+
+    def actor_step(self, ep: EpisodeBatch, alpha: float) -> dict[str, torch.Tensor]:
+        mask = ep.mask[..., None]  # [b, T, 1]
+        probs = self.behaviour_probs(self.actor(ep.inputs)[0][:, :-1], ep.avail[:, :-1])  # [b, T, N, A]
+        with torch.no_grad():
+            q = torch.min(self.critic1(ep.inputs)[0], self.critic2(ep.inputs)[0])[:, :-1]  # [b, T, N, A]
+        log_pi = torch.log(probs.clamp_min(1e-20))
+        loss = masked_mean((probs * (alpha * log_pi - q)).sum(-1), mask) / self.info.n_agents
+        self.optimise("actor", loss)
+        return {"policy_loss": loss.detach(),
+                "entropy": masked_mean(categorical_entropy(probs.detach()), mask) / self.info.n_agents}  # fmt: skip
+
+    def critic_step(self, ep: EpisodeBatch, is_weights: torch.Tensor, alpha: float):
+        mask = ep.mask  # [b, T]
+        with torch.no_grad():
+            probs = self.behaviour_probs(self.actor(ep.inputs)[0], ep.avail)  # [b, T+1, N, A]
+            b, t1, n, a = probs.shape
+            next_actions = torch.multinomial(probs.reshape(-1, a), 1).view(b, t1, n)  # a' ∼ π, [b, T+1, N]
+            next_log_pi = torch.log(probs.gather(-1, next_actions[..., None]).squeeze(-1).clamp_min(1e-20))
+            onehot = F.one_hot(next_actions, a).to(probs.dtype)  # [b, T+1, N, A]
+            next_q_tot = []
+            for i in (1, 2):
+                tq = getattr(self, f"target_critic{i}")(ep.inputs)[0]  # [b, T+1, N, A]
+                chosen = tq.gather(-1, next_actions[..., None]).squeeze(-1)  # [b, T+1, N]
+                mixed, _ = getattr(self, f"target_mixer{i}")(chosen, soft_values(tq, ep.avail, alpha), ep.state, onehot)
+                next_q_tot.append(mixed)  # [b, T+1]
+            y = entropy_regularised_targets(ep.reward, ep.terminated, mask, torch.min(*next_q_tot), next_log_pi,
+                                            alpha, self.gamma, self.td_lambda)  # fmt: skip  # [b, T]
+
+        taken_onehot = F.one_hot(ep.taken, self.info.n_actions).to(y.dtype)  # [b, T, N, A]
+        q_tots, regs = [], []
+        for i in (1, 2):
+            q = getattr(self, f"critic{i}")(ep.inputs)[0][:, :-1]  # [b, T, N, A]
+            v = soft_values(q, ep.avail[:, :-1], alpha)  # [b, T, N]
+            chosen = q.gather(-1, ep.taken[..., None]).squeeze(-1)  # [b, T, N]
+            q_tot, reg = getattr(self, f"mixer{i}")(chosen, v, ep.state[:, :-1], taken_onehot)
+            q_tots.append(q_tot)
+            regs.append(reg)
+        td = q_tots[0] - y  # [b, T]
+        weights, signals = self.weigh(mask, is_weights, td=td, q_tot=q_tots[0])
+        losses = [masked_mean(weights * (q_tot - y).pow(2), mask) + reg for q_tot, reg in zip(q_tots, regs)]
+        for i, loss in zip((1, 2), losses):
+            self.optimise(f"critic{i}", loss)
+        metrics = {
+            "critic_loss": losses[0].detach(), "td_error_abs": masked_mean(td.detach().abs(), mask),
+            "q_taken_mean": masked_mean(q_tots[0].detach(), mask), "target_mean": masked_mean(y, mask),
+        }  # fmt: skip
+        return signals, metrics
+
+    def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
+        ep = EpisodeBatch.of(batch, self.info.n_actions)
+        alpha = self.alpha()
+        metrics = self.actor_step(ep, alpha)
+        signals, critic_metrics = self.critic_step(ep, is_weights, alpha)
+        metrics.update(critic_metrics)
+        metrics["loss"] = metrics["critic_loss"]
+        return LossOutput(metrics["critic_loss"], signals, metrics)
