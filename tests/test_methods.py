@@ -4,7 +4,8 @@ import pytest
 
 from analysis.style import FALLBACK_COLOURS, METHOD_COLOURS, method_colour, method_label
 from macpo import sweeps
-from macpo.train import algorithm_classes, validate
+from macpo.runs.validation import algorithm_classes
+from macpo.train import validate
 
 #: method preset → (algorithm, sampler, data path)
 PAPER_METHODS = {
