@@ -1,10 +1,15 @@
-"""DOP: tree-backup targets against a by-hand and a brute-force computation; the linear mixer."""
+"""DOP: tree-backup targets against by-hand and brute-force computations, the linear mixer, the learner."""
 
 import pytest
 import torch
 
+from macpo.algos.base import LoopSettings
+from macpo.algos.dop import DOP
+from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.dop_critic import LinearMixer, decomposed_advantages
 from macpo.nn.tree_backup import expected_sarsa_errors, tree_backup_targets
+from macpo.replay.samplers.per import PerSampler
+from macpo.replay.samplers.uniform import UniformSampler
 
 
 def test_tree_backup_by_hand():
@@ -97,13 +102,6 @@ def test_decomposed_advantage_is_zero_in_expectation_under_the_policy():
 
 
 # ---- the algorithm ------------------------------------------------------------------------------
-from macpo.algos.base import LoopSettings  # noqa: E402
-from macpo.algos.dop import DOP  # noqa: E402
-from macpo.envs.predator_prey import PredatorPrey  # noqa: E402
-from macpo.replay.samplers.per import PerSampler  # noqa: E402
-from macpo.replay.samplers.uniform import UniformSampler  # noqa: E402
-
-
 def small_dop(**kwargs):
     env = PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
     return DOP(env, UniformSampler(), LoopSettings(t_max=1000), **kwargs)

@@ -1,12 +1,17 @@
-"""FOP: the entropy-regularised target, soft values, the temperature schedule and the mixer."""
+"""FOP: the entropy-regularised target, soft values, the temperature schedule, the mixer, the learner."""
 
 import math
 
 import pytest
 import torch
 
+from macpo.algos.base import LoopSettings
+from macpo.algos.fop import FOP
+from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.fop_mixer import FOPMixer
 from macpo.nn.soft_targets import entropy_regularised_targets, linear_schedule, soft_values
+from macpo.replay.samplers.uniform import UniformSampler
+from macpo.rollout import Collector
 from tests.test_td_lambda import brute_force_lambda_return
 
 
@@ -72,13 +77,6 @@ def test_mixer_reduces_to_the_weighted_sum_where_every_agent_acts_softly_greedy(
 
 
 # ---- the algorithm ------------------------------------------------------------------------------
-from macpo.algos.base import LoopSettings  # noqa: E402
-from macpo.algos.fop import FOP  # noqa: E402
-from macpo.envs.predator_prey import PredatorPrey  # noqa: E402
-from macpo.replay.samplers.uniform import UniformSampler  # noqa: E402
-from macpo.rollout import Collector  # noqa: E402
-
-
 def test_one_update_steps_the_actor_and_both_critics_and_alpha_decays():
     torch.manual_seed(0)
     env = PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)

@@ -1,9 +1,15 @@
-"""VDAC-mix: the joint advantage against a brute-force λ-return."""
+"""VDAC-mix: the joint advantage against a brute-force λ-return, and the learner."""
 
 import pytest
 import torch
 
+from macpo.algos.base import LoopSettings
+from macpo.algos.vdac import VDAC
+from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.vdac import split_actor_critic, vdac_advantages
+from macpo.replay.samplers.per import PerSampler
+from macpo.replay.samplers.uniform import UniformSampler
+from macpo.rollout import Collector
 from tests.test_td_lambda import brute_force_lambda_return
 
 
@@ -48,14 +54,6 @@ def test_split_heads():
 
 
 # ---- the algorithm ------------------------------------------------------------------------------
-from macpo.algos.base import LoopSettings  # noqa: E402
-from macpo.algos.vdac import VDAC  # noqa: E402
-from macpo.envs.predator_prey import PredatorPrey  # noqa: E402
-from macpo.replay.samplers.per import PerSampler  # noqa: E402
-from macpo.replay.samplers.uniform import UniformSampler  # noqa: E402
-from macpo.rollout import Collector  # noqa: E402
-
-
 def small_env():
     return PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
 
