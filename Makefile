@@ -9,13 +9,18 @@ DEMO_FIGURES ?= outputs/figures
 
 .PHONY: venv demo test test-fast lint bench clean
 
-# The stamp is rebuilt when pyproject.toml changes. torch goes first and pinned: an unpinned
-# torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
-$(VENV)/.installed: pyproject.toml
+# The stamp is rebuilt when pyproject.toml or this file changes. torch goes first and pinned: an
+# unpinned torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
+# marl-eval (tests/test_export.py reads our export with it) pins pandas==1.4.4, which does not
+# build on current Pythons, so it goes in without its pins; what its data processing and plots
+# import (colorama, colorcet, numpy, rliable, matplotlib, seaborn) comes with [dev].
+MARL_EVAL_SPEC ?= id-marl-eval==0.0.4
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps $(MARL_EVAL_SPEC)
 	touch $@
 
 venv: $(VENV)/.installed
