@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_URI ?= sqlite:///outputs/mlflow.db
 DEMO_FIGURES ?= outputs/figures
+DEMO_EXPORT ?= outputs/marl_eval.json
 
 .PHONY: venv demo test test-fast lint bench clean
 
@@ -25,13 +26,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 venv: $(VENV)/.installed
 
+# The demo grid is sweeps/demo.yaml (QMIX and MAC-PO, 2 seeds, budget=demo), two runs at a time.
 demo: venv
-	$(PY) -m macpo.train -m env=predator_prey_small algo=qmix sampler=uniform seed=0,1 \
-		budget=demo sweep_name=demo logger.tracking_uri=$(DEMO_URI)
+	$(PY) -m macpo.train -m sweep=demo hydra/launcher=joblib logger.tracking_uri=$(DEMO_URI)
 	$(PY) -m analysis.figures --tracking-uri $(DEMO_URI) --sweep demo --out $(DEMO_FIGURES)
+	$(PY) -m analysis.export --tracking-uri $(DEMO_URI) --sweep demo --out $(DEMO_EXPORT)
 	@echo
-	@echo "Results: MLflow store $(DEMO_URI), figures in $(DEMO_FIGURES)/"
-	@echo "Browse the runs: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI)"
+	@echo "Figure: $(DEMO_FIGURES)/fig2_predator_prey.png (tables and headlines in $(DEMO_FIGURES)/)"
+	@echo "marl-eval file: $(DEMO_EXPORT)"
+	@echo "MLflow store: $(DEMO_URI) (browse: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI))"
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -46,4 +49,4 @@ bench: venv
 	$(PY) -m macpo.bench
 
 clean:
-	rm -rf outputs/runs outputs/multirun outputs/figures
+	rm -rf outputs/runs outputs/multirun outputs/figures outputs/marl_eval.json
