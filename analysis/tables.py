@@ -164,8 +164,9 @@ def headlines(scores: pd.DataFrame, spec: FigureSpec) -> list[Headline]:
 
     Figures 1-3: MAC-PO against the best other method ("outperforms the second best by X",
     or "trails the best by X" when the data say so), then whether the two methods' per-run
-    final values overlap (with a few seeds, a gap in means may be seed-to-seed variation). Figure 4: each ablation against full
-    MAC-PO ("disabling the term lowers/raises the final win rate by X").
+    final values overlap (with a few seeds, a gap in means may be seed-to-seed variation).
+    Figure 4: each ablation against full MAC-PO ("disabling the term lowers/raises the final
+    win rate by X").
     """
     means = scores.groupby(["task", "method"])["final"].mean()
     found = []
