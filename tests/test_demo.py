@@ -56,8 +56,8 @@ def test_demo_sweep_end_to_end(tmp_path):
     uri = f"sqlite:///{tmp_path / 'demo.db'}"
     tiny = ["t_max=600", "batch_size=4", "buffer_size=32", "test_interval=300", "test_nepisode=2",
             "log_interval=300", "algo.epsilon_anneal_time=300", "progress_bar=false"]  # fmt: skip
-    res = run_cli(["-m", "macpo.train", "-m", "sweep=demo", *tiny, f"logger.tracking_uri={uri}",
-                   f"hydra.sweep.dir={tmp_path}/multirun"])  # fmt: skip
+    res = run_cli(["-m", "macpo.train", "-m", "sweep=demo", "hydra/launcher=joblib", *tiny,
+                   f"logger.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path}/multirun"])  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
 
     points = load_runs(uri, "macpo", sweep="demo", cache_dir=None, progress=False)
