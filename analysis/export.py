@@ -8,8 +8,9 @@ for Cooperative MARL", NeurIPS 2022) reads one JSON file nested as
 
 and aggregates it with rliable. What our runs become:
 
-- environment: ``predator_prey``, ``smac_lite`` / ``smac`` (the ``env.backend``: win rates of
-  the two are not comparable), ``pettingzoo``, else the run's ``env`` tag;
+- environment: ``predator_prey``; ``smac`` for the real game and ``smac_<simulator>`` for the
+  others (``smac_lite``, or ``smac_lite_v3`` / ``smac_smax`` where runs carry a simulator tag):
+  win rates of different simulators are not comparable; ``pettingzoo``; else the ``env`` tag;
 - task: the SMAC map, ``<env>_p<punishment>`` on predator-prey, the module path on PettingZoo;
 - algorithm: the ``algo`` tag, ``algo+sampler`` when the sampler is not the algorithm's own
   replay (uniform for the QMIX family, ``macpo`` for MAC-PO: ``conf/method/``);
@@ -229,7 +230,10 @@ def _environment(run, params: dict[str, str]) -> str:
     if "pettingzoo" in target:
         return "pettingzoo"
     if run.is_smac or "smac" in target:
-        return "smac" if params.get("env/backend") == "sc2" else "smac_lite"
+        simulator = str(getattr(run, "simulator", "") or "")  # "lite v3", "smax", "sc2" where loaders tag it
+        if not simulator or simulator == "nan":
+            simulator = params.get("env/backend", "lite")
+        return "smac" if simulator == "sc2" else f"smac_{simulator}".replace(" ", "_").lower()
     return env.lower()
 
 

@@ -157,3 +157,12 @@ def test_cli_writes_the_file_and_fails_clearly(store, tmp_path, capsys):
     assert "no runs in state FINISHED" in capsys.readouterr().err and not missing.exists()
     assert main(["--tracking-uri", f"sqlite:///{tmp_path / 'absent.db'}", "--out", str(missing)]) == 1
     assert "absent.db" in capsys.readouterr().err and not missing.exists()
+
+
+def test_smac_runs_of_different_simulators_are_different_environments(store):
+    points = load_runs(store, "macpo", sweep="grid", env="mmm2", statuses=["FINISHED"], cache_dir=None, progress=False)
+    first_seed = points["seed"] == 0
+    points = points.assign(simulator=np.where(first_seed, "lite v3", "sc2"))
+    data = marl_eval_data(points).data
+    assert set(data) == {"smac_lite_v3", "smac"}
+    assert set(data["smac_lite_v3"]["mmm2"]["qmix"]) == {"0"} and set(data["smac"]["mmm2"]["qmix"]) == {"1"}
