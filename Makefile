@@ -6,27 +6,35 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_URI ?= sqlite:///outputs/mlflow.db
 DEMO_FIGURES ?= outputs/figures
+DEMO_EXPORT ?= outputs/marl_eval.json
 
 .PHONY: venv demo test test-fast lint bench clean
 
-# The stamp is rebuilt when pyproject.toml changes. torch goes first and pinned: an unpinned
-# torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
-$(VENV)/.installed: pyproject.toml
+# The stamp is rebuilt when pyproject.toml or this file changes. torch goes first and pinned: an
+# unpinned torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
+# marl-eval (tests/test_export.py reads our export with it) pins pandas==1.4.4, which does not
+# build on current Pythons, so it goes in without its pins; what its data processing and plots
+# import (colorama, colorcet, numpy, rliable, matplotlib, seaborn) comes with [dev].
+MARL_EVAL_SPEC ?= id-marl-eval==0.0.4
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps $(MARL_EVAL_SPEC)
 	touch $@
 
 venv: $(VENV)/.installed
 
+# The demo grid is sweeps/demo.yaml (QMIX and MAC-PO, 2 seeds, budget=demo), two runs at a time.
 demo: venv
-	$(PY) -m macpo.train -m env=predator_prey_small algo=qmix sampler=uniform seed=0,1 \
-		budget=demo sweep_name=demo logger.tracking_uri=$(DEMO_URI)
+	$(PY) -m macpo.train -m sweep=demo hydra/launcher=joblib logger.tracking_uri=$(DEMO_URI)
 	$(PY) -m analysis.figures --tracking-uri $(DEMO_URI) --sweep demo --out $(DEMO_FIGURES)
+	$(PY) -m analysis.export --tracking-uri $(DEMO_URI) --sweep demo --out $(DEMO_EXPORT)
 	@echo
-	@echo "Results: MLflow store $(DEMO_URI), figures in $(DEMO_FIGURES)/"
-	@echo "Browse the runs: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI)"
+	@echo "Figure: $(DEMO_FIGURES)/fig2_predator_prey.png (tables and headlines in $(DEMO_FIGURES)/)"
+	@echo "marl-eval file: $(DEMO_EXPORT)"
+	@echo "MLflow store: $(DEMO_URI) (browse: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI))"
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -41,4 +49,4 @@ bench: venv
 	$(PY) -m macpo.bench
 
 clean:
-	rm -rf outputs/runs outputs/multirun outputs/figures
+	rm -rf outputs/runs outputs/multirun outputs/figures outputs/marl_eval.json

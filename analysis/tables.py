@@ -19,7 +19,7 @@ paper's full grid.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -163,8 +163,10 @@ def headlines(scores: pd.DataFrame, spec: FigureSpec) -> list[Headline]:
     """The paper's claim for `spec`, per task, recomputed from mean final performance.
 
     Figures 1-3: MAC-PO against the best other method ("outperforms the second best by X",
-    or "trails the best by X" when the data say so). Figure 4: each ablation against full
-    MAC-PO ("disabling the term lowers/raises the final win rate by X").
+    or "trails the best by X" when the data say so), then whether the two methods' per-run
+    final values overlap (with a few seeds, a gap in means may be seed-to-seed variation).
+    Figure 4: each ablation against full MAC-PO ("disabling the term lowers/raises the final
+    win rate by X").
     """
     means = scores.groupby(["task", "method"])["final"].mean()
     found = []
@@ -182,7 +184,15 @@ def headlines(scores: pd.DataFrame, spec: FigureSpec) -> list[Headline]:
         if others.empty:
             continue
         best = str(others.idxmax())
-        found.append(_comparison_headline(spec, task, best, reference_value, float(others[best])))
+        headline = _comparison_headline(spec, task, best, reference_value, float(others[best]))
+        finals = scores[scores["task"] == task]
+        spread = _spread_sentence(
+            spec,
+            best,
+            finals.loc[finals["method"] == REFERENCE_METHOD, "final"],
+            finals.loc[finals["method"] == best, "final"],
+        )
+        found.append(replace(headline, sentence=f"{headline.sentence} {spread}"))
     return found
 
 
@@ -309,6 +319,25 @@ def _comparison_headline(spec: FigureSpec, task: str, best: str, value: float, b
     else:
         sentence = f"{where}, MAC-PO ties with {method_label(best)}{numbers}."
     return Headline(spec.name, task, REFERENCE_METHOD, best, value, best_value, difference, sentence)
+
+
+def _spread_sentence(spec: FigureSpec, other: str, mine: pd.Series, theirs: pd.Series) -> str:
+    """Whether the runs separate: with a few seeds a gap in means can be seed-to-seed noise."""
+    fmt = "{:.1f}%" if spec.is_win_rate else "{:.2f}"
+
+    def span(values: pd.Series) -> str:
+        return f"[{fmt.format(values.min())}, {fmt.format(values.max())}]"
+
+    if mine.min() > theirs.max() or theirs.min() > mine.max():
+        verdict = "they do not overlap"
+    elif mine.mean() == theirs.mean():
+        verdict = "they overlap"
+    else:
+        verdict = "they overlap, so the gap is within seed-to-seed variation"
+    return (
+        f"Over {len(mine)} and {len(theirs)} runs, MAC-PO's final values span {span(mine)} and "
+        f"{method_label(other)}'s {span(theirs)}: {verdict}."
+    )
 
 
 def _ablation_headline(spec: FigureSpec, task: str, ablation: str, value: float, full_value: float) -> Headline:

@@ -134,7 +134,7 @@ def test_approx_preserves_order_of_exact_f(n):
 
 
 def test_approx_ranks_single_deviation_above_consensus_with_eight_agents():
-    """DESIGN.md: a count-of-unlikely-agents rule misorders these; the f-based rule must not."""
+    """docs/design.md: a count-of-unlikely-agents rule misorders these; the f-based rule must not."""
     single_deviation = [0.05] + [0.95] * 7
     consensus = [0.95] * 8
     f = joint_action_term(torch.tensor([single_deviation, consensus], dtype=torch.float64))

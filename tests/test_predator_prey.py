@@ -1,4 +1,4 @@
-"""Predator-prey: one test per rule of shared/reference/predator_prey.md, on hand-placed grids."""
+"""Predator-prey: one test per rule of docs/predator_prey.md, on hand-placed grids."""
 
 from __future__ import annotations
 

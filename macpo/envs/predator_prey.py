@@ -1,6 +1,6 @@
 """Predator-prey with relative overgeneralisation (the paper's §5.2.1), batched on torch.
 
-The rules are those of ``shared/reference/predator_prey.md`` (Böhmer et al.'s stag hunt as
+The rules are those of ``docs/predator_prey.md`` (Böhmer et al.'s stag hunt as
 configured by the public MAC-PO code): predators move one at a time in a fresh random order,
 then each living prey, in random order, is captured by >= 2 adjacent agents that chose
 ``catch`` (+10, prey and catchers removed), punishes a lone catcher (reward ``p`` once per

@@ -1,7 +1,7 @@
 """The replay-sampler interface: which episodes to train on, and how much each timestep counts.
 
 A sampler scores every timestep with a product of named non-negative *factors* (Bellman error,
-value enhancement, joint-action term, ...), the "weight before normalisation" of DESIGN.md.
+value enhancement, joint-action term, ...), the "weight before normalisation" of docs/design.md.
 Factors are returned in log form so that a product of tiny factors (exp(−|Q_tot − Q*|) with a
 large gap) does not underflow to zero before normalisation cancels the common scale.
 

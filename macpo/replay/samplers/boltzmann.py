@@ -1,4 +1,4 @@
-"""Boltzmann probability of each agent's taken action, π_a (DESIGN.md, "The samplers").
+"""Boltzmann probability of each agent's taken action, π_a (docs/design.md, "The samplers").
 
 π_a = softmax(Q_a / τ) evaluated at the action agent a took, over the actions available to it
 ("available", the paper's Eq. 6 read with SMAC's action masks) or over all its actions ("all",

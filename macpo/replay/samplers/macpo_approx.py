@@ -2,7 +2,7 @@
 
 With q = f − 1 (the probability that exactly one agent deviates): q ≥ c_hi → α_h,
 c_lo ≤ q < c_hi → α_m, else α_l. This is our reading of §4.3 (Algorithm 2's body is missing
-from the paper's text); see DESIGN.md for why it was chosen over counting unlikely agents.
+from the paper's text); see docs/design.md for why it was chosen over counting unlikely agents.
 """
 
 from __future__ import annotations
