@@ -76,10 +76,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"torch_threads must be >= 0 (0: torch's default), got {cfg.torch_threads}")
     resolve_device(cfg.device)
     precision = str(cfg.trainer.get("precision", "32-true"))
-    if precision not in ("32", "32-true"):
+    if precision not in ("32", "32-true", "bf16-mixed", "bf16"):
         raise ConfigError(
-            f"trainer.precision={precision} is not implemented: the hand-written GRU backward "
-            "(macpo/nn/fused_gru.py) is fp32-only; use trainer.precision=32-true"
+            f"trainer.precision={precision} is not supported: use 32-true (float32) or bf16-mixed "
+            "(bfloat16 matmuls and GRU, float32 targets, losses and sampler weights)"
         )
     if cfg.env.get("backend") == "sc2":  # the real game: check the install before touching the store
         from macpo.envs.sc2_adapter import Sc2BackendUnavailable, check_sc2_install

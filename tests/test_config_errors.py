@@ -18,7 +18,7 @@ from tests.conftest import TINY, run_cli
         ("batch_size=65", "exceeds the replay capacity buffer_size"),
         ("env.punishment=0.5", "env.punishment must be <= 0"),
         ("device=tpu", "device must be auto, cpu or cuda"),
-        ("trainer.precision=bf16-mixed", "trainer.precision=bf16-mixed is not implemented"),
+        ("trainer.precision=16-mixed", "trainer.precision=16-mixed is not supported"),
     ],
 )
 def test_invalid_values_raise_config_error(compose_cfg, override, message):

@@ -11,9 +11,9 @@ import torch
 
 from macpo.algos.base import LoopSettings, LossOutput, MarlAlgorithm
 from macpo.envs.base import BatchedEnv
-from macpo.nn.agent import RNNAgent, agent_inputs
+from macpo.nn.agent import RNNAgent
+from macpo.nn.packing import EpisodePacking
 from macpo.nn.qmix_mixer import QMixer
-from macpo.nn.targets import td_lambda_targets
 from macpo.replay.samplers.base import Sampler
 from macpo.replay.signals import Signals
 
@@ -68,40 +68,45 @@ class QMIX(MarlAlgorithm):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Double-Q: the online network picks each agent's action, the target network values it.
 
-        q, target_q [b, T+1, N, A], avail [b, T+1, N, A] → (greedy actions [b, T+1, N], their target Q).
+        q, target_q [*, N, A], avail [*, N, A] → (greedy actions [*, N], their target Q [*, N]).
         """
         chooser = q.detach() if self.double_q else target_q
         greedy = chooser.masked_fill(~avail, float("-inf")).argmax(-1)  # [b, T+1, N]
         return greedy, target_q.gather(-1, greedy[..., None]).squeeze(-1)
 
     def compute_loss(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
-        actions, avail, state = batch["actions"], batch["avail_actions"], batch["state"]  # [b,T+1,N], [b,T+1,N,A]
-        reward = batch["reward"][:, :-1]  # [b, T]
-        terminated = batch["terminated"][:, :-1].float()  # [b, T]
-        mask = batch["filled"][:, :-1].float()  # [b, T] real transitions
+        """Loss on real timesteps only: networks, targets and loss run on packed rows
+        (``macpo.nn.packing``); the sampler sees its signals padded back to [b, T]."""
+        pk = EpisodePacking(batch["filled"])
+        inputs = pk.agent_inputs(batch["obs"], batch["actions"], self.info.n_actions)  # [R_obs, N, I]
+        actions = pk.pack_obs(batch["actions"]).long()  # [R_obs, N]
+        avail = pk.pack_obs(batch["avail_actions"]).bool()  # [R_obs, N, A]
+        state = pk.pack_obs(batch["state"]).float()  # [R_obs, S]
+        tr, nxt = pk.trans_in_obs, pk.next_in_obs  # [R] observation rows of each transition and its successor
 
-        inputs = agent_inputs(batch["obs"], actions, self.info.n_actions)  # [b, T+1, N, I]
-        q, _ = self.agent(inputs)  # [b, T+1, N, A]
-        chosen = q[:, :-1].gather(-1, actions[:, :-1, :, None]).squeeze(-1)  # [b, T, N]
-        q_tot = self.mixer(chosen, state[:, :-1])  # [b, T]
+        q = self.agent.forward_packed(inputs, pk.obs_steps)  # [R_obs, N, A]
+        chosen = q.gather(-1, actions[..., None]).squeeze(-1)[tr]  # [R, N]
+        q_tot = self.mixer(chosen, state[tr]).float()  # [R]
 
         with torch.no_grad():
-            target_q, _ = self.target_agent(inputs)  # [b, T+1, N, A]
-            _, target_max = self.greedy_target_values(q, target_q, avail)  # [b, T+1, N]
-            target_tot = self.target_mixer(target_max, state)  # [b, T+1]
-            y = td_lambda_targets(reward, terminated, mask, target_tot, self.gamma, self.td_lambda)  # [b, T]
+            target_q = self.target_agent.forward_packed(inputs, pk.obs_steps)  # [R_obs, N, A]
+            _, target_max = self.greedy_target_values(q[nxt], target_q[nxt], avail[nxt])  # [R, N]
+            target_next = self.target_mixer(target_max, state[nxt])  # [R] value of each next observation
+            y = pk.td_lambda_targets(pk.pack_trans(batch["reward"]), pk.pack_trans(batch["terminated"]),
+                                     target_next, self.gamma, self.td_lambda)  # [R] float32  # fmt: skip
 
-        td = q_tot - y  # [b, T]
-        signals = Signals(mask=mask, td=td.detach(), q_tot=q_tot.detach())
+        td = q_tot - y  # [R]
+        signals = Signals(mask=pk.pad_mask(), td=pk.unpack(td.detach()), q_tot=pk.unpack(q_tot.detach()))
         if "pi" in self.sampler.needs:
-            signals.pi = self.sampler.taken_action_probs(q[:, :-1].detach(), actions[:, :-1], avail[:, :-1])
-        weights = self.sampler.loss_weights(signals, is_weights)  # [b, T]
-        loss = masked_mean(weights * td.pow(2), mask)
+            pi = self.sampler.taken_action_probs(q[tr].detach(), actions[tr], avail[tr])  # [R, N]
+            signals.pi = pk.unpack(pi)  # [b, T, N]
+        weights = self.sampler.loss_weights(signals, is_weights).flatten()[pk.trans_pad_index]  # [R]
+        loss = pk.masked_rows(weights * td.pow(2))
         metrics = {
             "loss": loss.detach(),
-            "td_error_abs": masked_mean(td.detach().abs(), mask),
-            "q_taken_mean": masked_mean(q_tot.detach(), mask),
-            "target_mean": masked_mean(y, mask),
+            "td_error_abs": pk.masked_rows(td.detach().abs()),
+            "q_taken_mean": pk.masked_rows(q_tot.detach()),
+            "target_mean": pk.masked_rows(y),
         }
         return LossOutput(loss, signals, metrics)
 

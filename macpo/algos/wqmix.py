@@ -15,10 +15,9 @@ import copy
 import torch
 
 from macpo.algos.base import LossOutput
-from macpo.algos.qmix import QMIX, masked_mean
-from macpo.nn.agent import agent_inputs
+from macpo.algos.qmix import QMIX
 from macpo.nn.central_q import CentralQ
-from macpo.nn.targets import td_lambda_targets
+from macpo.nn.packing import EpisodePacking
 from macpo.replay.signals import Signals
 
 WEIGHTINGS = ("ow", "cw", "none")
@@ -55,54 +54,62 @@ class WQMIX(QMIX):
         self.target_central.load_state_dict(self.central.state_dict())
 
     def qmix_weights(self, td, y, taken, greedy, q_star_greedy) -> torch.Tensor:
-        """WQMIX's α-weights [b, T] for the QMIX loss (1 where the scheme keeps full weight)."""
+        """WQMIX's α-weights [*] for the QMIX loss (1 where the scheme keeps full weight).
+
+        td, y, q_star_greedy [*]; taken, greedy [*, N] (* = b, T or packed rows)."""
         if self.weighting == "none":
             return torch.ones_like(td)
         if self.weighting == "ow":
             return torch.where(td < 0, torch.ones_like(td), torch.full_like(td, self.w))
-        is_greedy = (taken == greedy).all(-1)  # [b, T]
+        is_greedy = (taken == greedy).all(-1)  # [*]
         keep = is_greedy | (y > q_star_greedy)
         return torch.where(keep, torch.ones_like(td), torch.full_like(td, self.w))
 
     def compute_loss(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
-        actions, avail, state = batch["actions"], batch["avail_actions"], batch["state"]
-        taken = actions[:, :-1]  # [b, T, N]
-        reward = batch["reward"][:, :-1]  # [b, T]
-        terminated = batch["terminated"][:, :-1].float()
-        mask = batch["filled"][:, :-1].float()
+        """As QMIX's, on packed rows; Q* and its target run on real timesteps only too."""
+        pk = EpisodePacking(batch["filled"])
+        inputs = pk.agent_inputs(batch["obs"], batch["actions"], self.info.n_actions)  # [R_obs, N, I]
+        actions = pk.pack_obs(batch["actions"]).long()  # [R_obs, N]
+        avail = pk.pack_obs(batch["avail_actions"]).bool()  # [R_obs, N, A]
+        state = pk.pack_obs(batch["state"]).float()  # [R_obs, S]
+        tr, nxt = pk.trans_in_obs, pk.next_in_obs  # [R] observation rows of each transition and its successor
+        taken, state_tr = actions[tr], state[tr]  # [R, N], [R, S]
 
-        inputs = agent_inputs(batch["obs"], actions, self.info.n_actions)  # [b, T+1, N, I]
-        q, _ = self.agent(inputs)  # [b, T+1, N, A]
-        chosen = q[:, :-1].gather(-1, taken[..., None]).squeeze(-1)  # [b, T, N]
-        q_tot = self.mixer(chosen, state[:, :-1])  # [b, T]
-        central_utils = self.central.utilities(inputs)  # [b, T+1, N, A]
-        q_star = self.central.value(central_utils[:, :-1], taken, state[:, :-1])  # [b, T]
+        q = self.agent.forward_packed(inputs, pk.obs_steps)  # [R_obs, N, A]
+        chosen = q.gather(-1, actions[..., None]).squeeze(-1)[tr]  # [R, N]
+        q_tot = self.mixer(chosen, state_tr).float()  # [R]
+        central_utils = self.central.utilities_packed(inputs, pk.obs_steps)  # [R_obs, N, A]
+        q_star = self.central.value(central_utils[tr], taken, state_tr).float()  # [R]
+        del central_utils
 
         with torch.no_grad():
-            greedy = q.detach().masked_fill(~avail, float("-inf")).argmax(-1)  # [b, T+1, N]
-            target_utils = self.target_central.utilities(inputs)  # [b, T+1, N, A]
-            target_star = self.target_central.value(target_utils, greedy, state)  # [b, T+1]
-            y = td_lambda_targets(reward, terminated, mask, target_star, self.gamma, self.td_lambda)  # [b, T]
+            greedy = q.detach().masked_fill(~avail, float("-inf")).argmax(-1)  # [R_obs, N]
+            target_utils = self.target_central.utilities_packed(inputs, pk.obs_steps)  # [R_obs, N, A]
+            target_star = self.target_central.value(target_utils, greedy, state).float()  # [R_obs]
+            del target_utils
+            y = pk.td_lambda_targets(pk.pack_trans(batch["reward"]), pk.pack_trans(batch["terminated"]),
+                                     target_star[nxt], self.gamma, self.td_lambda)  # [R] float32  # fmt: skip
 
-        td = q_tot - y  # [b, T]
-        central_td = q_star - y  # [b, T]
-        signals = Signals(mask=mask, td=td.detach(), q_tot=q_tot.detach(), q_star=q_star.detach())
+        td = q_tot - y  # [R]
+        central_td = q_star - y  # [R]
+        signals = Signals(mask=pk.pad_mask(), td=pk.unpack(td.detach()), q_tot=pk.unpack(q_tot.detach()),
+                          q_star=pk.unpack(q_star.detach()))  # fmt: skip
         if "pi" in self.sampler.needs:
-            signals.pi = self.sampler.taken_action_probs(q[:, :-1].detach(), taken, avail[:, :-1])
-        w_sampler = self.sampler.loss_weights(signals, is_weights)  # [b, T]
-        w_scheme = self.qmix_weights(td.detach(), y, taken, greedy[:, :-1], target_star[:, :-1])  # [b, T]
+            signals.pi = pk.unpack(self.sampler.taken_action_probs(q[tr].detach(), taken, avail[tr]))  # [b, T, N]
+        w_sampler = self.sampler.loss_weights(signals, is_weights).flatten()[pk.trans_pad_index]  # [R]
+        w_scheme = self.qmix_weights(td.detach(), y, taken, greedy[tr], target_star[tr])  # [R]
 
-        qmix_loss = masked_mean(w_sampler * w_scheme * td.pow(2), mask)
-        central_loss = masked_mean(central_td.pow(2), mask)
+        qmix_loss = pk.masked_rows(w_sampler * w_scheme * td.pow(2))
+        central_loss = pk.masked_rows(central_td.pow(2))
         loss = qmix_loss + self.central_loss_coef * central_loss
         metrics = {
             "loss": loss.detach(),
             "qmix_loss": qmix_loss.detach(),
             "central_loss": central_loss.detach(),
-            "td_error_abs": masked_mean(td.detach().abs(), mask),
-            "q_taken_mean": masked_mean(q_tot.detach(), mask),
-            "q_star_mean": masked_mean(q_star.detach(), mask),
-            "target_mean": masked_mean(y, mask),
-            "wqmix_weight_mean": masked_mean(w_scheme, mask),
+            "td_error_abs": pk.masked_rows(td.detach().abs()),
+            "q_taken_mean": pk.masked_rows(q_tot.detach()),
+            "q_star_mean": pk.masked_rows(q_star.detach()),
+            "target_mean": pk.masked_rows(y),
+            "wqmix_weight_mean": pk.masked_rows(w_scheme),
         }
         return LossOutput(loss, signals, metrics)
