@@ -20,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from macpo.algos.base import LoopSettings
+from macpo.algos.data_path import make_datamodule
 from macpo.callbacks import EnvStepProgressBar, GreedyEvaluation
 from macpo.checkpointing import RunCheckpoint, RunLock, remove_resume_files, resumable_checkpoint, run_checkpoint_dir
 from macpo.envs.factory import make_env
-from macpo.replay.datamodule import ReplayDataModule
 from macpo.run_identity import IDENTITY_TAG, run_identity
 from macpo.sweeps import is_multirun, job_tags, selected_sweep
 from macpo.tracking import ResumableMLFlowLogger, find_run, prepare_store, resolve_tracking_uri
@@ -97,6 +97,9 @@ def validate(cfg: DictConfig) -> None:
             f"sampler={cfg.sampler.name} needs the signals {sorted(missing)}, which algo={cfg.algo.name} cannot "
             f"compute; choose an algorithm that can: {', '.join('algo=' + a for a in able) or 'none'}"
         )
+    problem = algo_cls.sampler_problem(sampler)  # e.g. a replay sampler for an on-policy method
+    if problem:
+        raise ConfigError(f"algo={cfg.algo.name}: {problem}")
 
 
 def algorithm_classes() -> dict[str, type]:
@@ -223,8 +226,8 @@ def _run_unique(cfg: DictConfig, identity: str, run_dir) -> float:
     sampler = hydra.utils.instantiate(cfg.sampler)
     env = make_env(cfg.env, cfg.batch_size_run, device, seed=cfg.seed)
     test_env = make_env(cfg.env, min(cfg.test_nepisode, cfg.get("test_batch_max", 32)), device, seed=cfg.seed + 10_000)
-    replay = ReplayDataModule(env.env_info, sampler, cfg.buffer_size, cfg.batch_size, device,
-                              save_buffer=bool(cfg.checkpoint.save_buffer))  # fmt: skip
+    replay = make_datamodule(hydra.utils.get_class(cfg.algo._target_), env.env_info, sampler, cfg.buffer_size,
+                             cfg.batch_size, device, save_buffer=bool(cfg.checkpoint.save_buffer))  # fmt: skip
     loop = LoopSettings(cfg.t_max, cfg.target_update_interval, cfg.log_interval)
     build_algo = hydra.utils.instantiate(cfg.algo, _partial_=True, _convert_="all")
     algo = build_algo(train_env=env, sampler=sampler, loop=loop)

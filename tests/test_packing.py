@@ -14,6 +14,7 @@ from torch import nn
 from macpo.algos.base import LoopSettings
 from macpo.algos.macpo import MACPO
 from macpo.algos.qmix import QMIX
+from macpo.algos.qplex import QPLEX
 from macpo.algos.wqmix import WQMIX
 from macpo.bench import FixedInfoEnv
 from macpo.envs.base import EnvInfo
@@ -106,6 +107,28 @@ def padded_wqmix_loss(algo: WQMIX, batch, is_weights):
     return loss, td, mask
 
 
+def padded_qplex_loss(algo: QPLEX, batch, is_weights):
+    """QPLEX's loss over the whole padded batch (the reference)."""
+    from macpo.replay.signals import Signals
+
+    actions, avail, state = batch["actions"], batch["avail_actions"], batch["state"]
+    taken = actions[:, :-1]
+    reward, terminated = batch["reward"][:, :-1], batch["terminated"][:, :-1].float()
+    mask = batch["filled"][:, :-1].float()
+    inputs = agent_inputs(batch["obs"], actions, INFO.n_actions)
+    q, _ = algo.agent(inputs)
+    chosen = q[:, :-1].gather(-1, taken[..., None]).squeeze(-1)
+    q_tot = algo.mixer(chosen, algo.greedy_values(q[:, :-1], avail[:, :-1]), taken, state[:, :-1])
+    with torch.no_grad():
+        target_q, _ = algo.target_agent(inputs)
+        greedy, target_chosen = algo.greedy_target_values(q, target_q, avail)
+        target_tot = algo.target_mixer(target_chosen, algo.greedy_values(target_q, avail), greedy, state)
+        y = td_lambda_targets(reward, terminated, mask, target_tot, algo.gamma, algo.td_lambda)
+    td = q_tot - y
+    weights = algo.sampler.loss_weights(Signals(mask=mask, td=td.detach(), q_tot=q_tot.detach()), is_weights)
+    return masked_mean(weights * td.pow(2), mask), td, mask
+
+
 def perturb_targets(algo, seed=1):
     """Targets different from the online networks, so that double-Q choices matter."""
     g = torch.Generator().manual_seed(seed)
@@ -124,6 +147,7 @@ def grads(algo, loss):
     (lambda env: QMIX(env, UniformSampler(), LoopSettings(t_max=1)), padded_qmix_loss),
     (lambda env: MACPO(env, MacpoSampler(), LoopSettings(t_max=1)), padded_wqmix_loss),
     (lambda env: WQMIX(env, UniformSampler(), LoopSettings(t_max=1), weighting="cw"), padded_wqmix_loss),
+    (lambda env: QPLEX(env, UniformSampler(), LoopSettings(t_max=1), td_lambda=0.6), padded_qplex_loss),
 ])  # fmt: skip
 @pytest.mark.parametrize("rows_per_chunk", [2048, 5])  # one GRU chunk, many chunks
 def test_packed_update_equals_padded(make, reference, rows_per_chunk, monkeypatch):

@@ -1,12 +1,24 @@
-"""MarlAlgorithm: the one abstract learner. Subclasses define networks and the loss.
+"""MarlAlgorithm: the learner base every family fits (value-based, actor-critic, on- or off-policy).
 
-One fit-loop iteration = collect ``batch_size_run`` episodes with the ε-greedy policy, insert
-them into replay, then (once the buffer holds a batch) sample, compute the loss and let
-Lightning step the optimiser. Training stops at ``t_max`` environment steps.
+One fit-loop iteration = collect ``batch_size_run`` episodes with the algorithm's own
+exploration policy, hand them to the data path (the replay DataModule, or, for ``on_policy``
+methods, the episodes just collected), then — once the data path has a batch — ``learn`` from it:
+the algorithm computes its losses, weighs its timesteps with the sampler through ``weigh`` (which
+builds the sampler's ``Signals``) and steps its optimisers through ``optimise`` (gradient clipping,
+the non-finite guard, ``grad_norm`` logging). Training stops at ``t_max`` environment steps.
+
+Optimisation is manual (Lightning's ``automatic_optimization = False``) so that a method may own
+several optimisers (actor and critic) and skip a step whose loss or gradient is not finite.
+A concrete subclass must implement every ``@abstractmethod``; a missing one raises ``TypeError``
+when the class is created (LightningModule has no ABCMeta). Intermediate bases declare
+``class X(MarlAlgorithm, abstract=True)``.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
+import math
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -15,11 +27,14 @@ from typing import ClassVar
 import pytorch_lightning as pl
 import torch
 
-from macpo.algos.policy import EpsilonGreedyPolicy
+from macpo.algos.guard import NonFiniteUpdateError
 from macpo.envs.base import BatchedEnv
+from macpo.nn.agent import agent_inputs
+from macpo.nn.packing import EpisodePacking
 from macpo.replay.samplers.base import Sampler
+from macpo.replay.samplers.uniform import UniformSampler
 from macpo.replay.signals import Signals
-from macpo.rollout import Collector
+from macpo.rollout import Collector, Policy
 
 
 @dataclass
@@ -29,103 +44,369 @@ class LoopSettings:
     t_max: int
     target_update_interval: int = 200  # in episodes
     log_interval: int = 10_000  # in env steps
+    max_nonfinite_streak: int = 10  # consecutive skipped (non-finite) updates before the run fails
 
 
 @dataclass
 class LossOutput:
+    """What one ``learn`` call computed: the total loss, the sampler's signals, metrics to log."""
+
     loss: torch.Tensor
-    signals: Signals
+    signals: Signals | None = None
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass
+class OptimiserSpec:
+    """One optimiser: the parameters it trains, its learning rate and gradient-norm clip.
+
+    ``kind`` is ``adam`` or ``rmsprop``; ``options`` are extra keyword arguments of the torch
+    optimiser (e.g. ``{"alpha": 0.99, "eps": 1e-5}`` for pymarl's RMSprop).
+    """
+
+    params: list[torch.nn.Parameter]
+    lr: float
+    grad_clip: float | None = 10.0
+    kind: str = "adam"
+    options: dict = field(default_factory=dict)
+
+    KINDS: ClassVar[dict[str, type]] = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"optimiser must be one of {sorted(self.KINDS)}, got {self.kind!r}")
+
+    def build(self) -> torch.optim.Optimizer:
+        return self.KINDS[self.kind](self.params, lr=self.lr, **self.options)
+
+
+@dataclass
+class EpisodeBatch:
+    """A batch of b episodes as the learners read it: T+1 timesteps, T transitions, N agents.
+
+    Built once per update from the data path's tensors (``EpisodeBatch.of``); every learner reads
+    the same names, so the valid-timestep mask and the agent inputs are defined in one place.
+    """
+
+    obs: torch.Tensor  # [b, T+1, N, O]
+    state: torch.Tensor  # [b, T+1, S]
+    avail: torch.Tensor  # [b, T+1, N, A] bool
+    actions: torch.Tensor  # [b, T+1, N] long (the action taken at each t)
+    taken: torch.Tensor  # [b, T, N] the actions of the T transitions
+    reward: torch.Tensor  # [b, T]
+    terminated: torch.Tensor  # [b, T] float
+    mask: torch.Tensor  # [b, T] float, 1.0 where the transition is real
+    inputs: torch.Tensor  # [b, T+1, N, O+A+N] agent-network inputs (obs ⊕ last action ⊕ id)
+
+    @classmethod
+    def of(cls, batch: dict[str, torch.Tensor], n_actions: int) -> EpisodeBatch:
+        """From the data path's tensors (replay keeps storage dtypes: uint8/fp16 obs, uint8 actions)."""
+        actions, obs = batch["actions"].long(), batch["obs"].float()
+        return cls(
+            obs=obs,
+            state=batch["state"].float(),
+            avail=batch["avail_actions"].bool(),
+            actions=actions,
+            taken=actions[:, :-1],
+            reward=batch["reward"][:, :-1].float(),
+            terminated=batch["terminated"][:, :-1].float(),
+            mask=batch["filled"][:, :-1].float(),
+            inputs=agent_inputs(obs, actions, n_actions),
+        )
+
+
+@dataclass
+class PackedBatch:
+    """A batch of b episodes with their real timesteps only (``macpo.nn.packing``): what the
+    value-based learners read, so that an update costs the timesteps played, not the padding.
+
+    Observation rows (R_obs: every episode's t = 0 .. L, the final observation included) feed the
+    recurrent agents; transition rows (R: t = 0 .. L − 1) carry losses and the sampler's signals.
+    ``tr`` and ``nxt`` [R] are the observation rows of each transition and of its next observation.
+    """
+
+    packing: EpisodePacking
+    steps: list[int]  # [T_obs] episodes still running at each step (the GRU's shrinking batch)
+    inputs: torch.Tensor  # [R_obs, N, O+A+N] agent-network inputs (obs ⊕ last action ⊕ id), float32
+    state: torch.Tensor  # [R_obs, S] float32
+    avail: torch.Tensor  # [R_obs, N, A] bool
+    actions: torch.Tensor  # [R_obs, N] long (the action taken at each observation row)
+    tr: torch.Tensor  # [R] observation row of each transition
+    nxt: torch.Tensor  # [R] observation row of each transition's next observation
+    taken: torch.Tensor  # [R, N] long
+    reward: torch.Tensor  # [R]
+    terminated: torch.Tensor  # [R] float
+
+    @classmethod
+    def of(cls, batch: dict[str, torch.Tensor], n_actions: int) -> PackedBatch:
+        """Packs the padded batch [b, T+1, ...] (any storage dtypes; only real rows are cast)."""
+        pk = EpisodePacking(batch["filled"])
+        actions = pk.pack_obs(batch["actions"]).long()  # [R_obs, N]
+        return cls(
+            packing=pk,
+            steps=pk.obs_steps,
+            inputs=pk.agent_inputs(batch["obs"], batch["actions"], n_actions),
+            state=pk.pack_obs(batch["state"]).float(),
+            avail=pk.pack_obs(batch["avail_actions"]).bool(),
+            actions=actions,
+            tr=pk.trans_in_obs,
+            nxt=pk.next_in_obs,
+            taken=actions[pk.trans_in_obs],
+            reward=pk.pack_trans(batch["reward"]).float(),
+            terminated=pk.pack_trans(batch["terminated"]).float(),
+        )
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over the transitions of x [R] (the padded batch's masked mean)."""
+        return self.packing.masked_rows(x)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the real timesteps (``mask`` [b, T] of 0/1, broadcast over x's trailing dims)."""
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def sampler_is_uniform(sampler: Sampler) -> bool:
+    """Whether the sampler weighs every stored episode and timestep the same."""
+    return isinstance(sampler, UniformSampler) and sampler.mode == "reweight"
+
+
 class MarlAlgorithm(pl.LightningModule):
-    """Shared loop: collection, replay, ε schedule, target updates, logging keyed by env steps."""
+    """Shared loop: collection, the data path, optimiser steps with a non-finite guard,
+    target updates, logging keyed by env steps."""
 
     #: signals this algorithm can compute for a sampler (checked against ``sampler.needs``)
     provides: ClassVar[frozenset[str]] = frozenset()
+    #: True: trains on the episodes just collected (no replay buffer, uniform sampler only)
+    on_policy: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        lr: float = 1e-3,
-        epsilon_start: float = 1.0,
-        epsilon_finish: float = 0.05,
-        epsilon_anneal_time: int = 100_000,
-    ) -> None:
-        super().__init__()
-        missing = set(sampler.needs) - set(self.provides)
+    def __init_subclass__(cls, abstract: bool = False, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        missing = sorted(
+            name
+            for name in {n for klass in cls.__mro__ for n in vars(klass)}
+            if getattr(inspect.getattr_static(cls, name), "__isabstractmethod__", False)
+        )
         if missing:
-            raise ValueError(
-                f"sampler {sampler.name!r} needs {sorted(missing)}, which {type(self).__name__} cannot give"
+            raise TypeError(
+                f"{cls.__name__} does not implement {', '.join(missing)} (required by MarlAlgorithm); "
+                f"implement them, or declare class {cls.__name__}(..., abstract=True) for an intermediate base"
             )
+
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings) -> None:
+        super().__init__()
+        problem = self.sampler_problem(sampler)
+        if problem:
+            raise ValueError(problem)
+        if loop.max_nonfinite_streak < 1:
+            raise ValueError(f"max_nonfinite_streak must be >= 1, got {loop.max_nonfinite_streak}")
+        self.automatic_optimization = False
         self.env = train_env
         self.info = train_env.env_info
         self.sampler = sampler
         self.loop = loop
-        self.lr = lr
-        self.eps_start, self.eps_finish, self.eps_time = epsilon_start, epsilon_finish, max(1, epsilon_anneal_time)
         self.collector = Collector(train_env)
         # counters that define where training is; saved in checkpoints
-        self.counters = {"env_steps": 0, "episodes": 0, "updates": 0, "last_target_update": 0, "last_log": 0}
+        self.counters = {
+            "env_steps": 0, "episodes": 0, "updates": 0, "last_target_update": 0, "last_log": 0,
+            "skipped_updates": 0, "nonfinite_streak": 0,
+        }  # fmt: skip
         self._acc: dict[str, list[torch.Tensor]] = {}
         self._t_last_log = time.perf_counter()
         self._steps_last_log = 0
+        self._target_names: list[str] = []
+        self._optimiser_names: list[str] = []
+        self._standalone_optimisers: dict[str, torch.optim.Optimizer] | None = None
+        self._signals: Signals | None = None
+
+    @classmethod
+    def sampler_problem(cls, sampler: Sampler) -> str | None:
+        """Why this algorithm cannot train with ``sampler`` (None when it can); checked before compute."""
+        missing = set(sampler.needs) - set(cls.provides)
+        if missing:
+            return f"sampler {sampler.name!r} needs {sorted(missing)}, which {cls.__name__} cannot give"
+        if cls.on_policy and not sampler_is_uniform(sampler):
+            return (
+                f"{cls.__name__} is on-policy: it trains on the episodes just collected, with no replay "
+                f"buffer, so the replay sampler {sampler.name!r} cannot apply; use sampler=uniform"
+            )
+        return None
 
     # ---- to implement -----------------------------------------------------------------
     @abstractmethod
-    def acting_agent(self) -> torch.nn.Module:
-        """The online agent network the Collector plays with."""
+    def explore_policy(self) -> Policy:
+        """The policy the Collector plays with while training (the method's own exploration)."""
 
     @abstractmethod
-    def compute_loss(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
-        """Loss and the sampler's signals for a batch of episodes [b, T+1, ...]."""
+    def greedy_policy(self) -> Policy:
+        """The policy evaluated at test time."""
 
     @abstractmethod
-    def update_targets(self) -> None:
-        """Copy online weights into the target networks."""
+    def optimisers(self) -> dict[str, OptimiserSpec]:
+        """Name → optimiser spec, e.g. ``{"q": ...}`` or ``{"actor": ..., "critic": ...}`` (fixed order)."""
+
+    @abstractmethod
+    def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
+        """One update on a batch of episodes [b, T+1, ...] with importance weights [b].
+
+        Must call ``self.weigh`` (the sampler's weights and signals) and ``self.optimise`` for
+        each optimiser it steps.
+        """
 
     # ---- schedule -----------------------------------------------------------------------
     @property
     def env_steps(self) -> int:
         return self.counters["env_steps"]
 
-    def epsilon(self) -> float:
-        frac = min(1.0, self.env_steps / self.eps_time)
-        return self.eps_start + frac * (self.eps_finish - self.eps_start)
-
     def progress(self) -> float:
         return min(1.0, self.env_steps / self.loop.t_max)
 
-    def explore_policy(self) -> EpsilonGreedyPolicy:
-        return EpsilonGreedyPolicy(self.acting_agent(), self.info.n_agents, self.info.n_actions, self.epsilon)
+    def epsilon(self) -> float:
+        """The ε-greedy exploration rate (shown by the progress bar); 0 for methods that sample a policy."""
+        return 0.0
 
-    def greedy_policy(self) -> EpsilonGreedyPolicy:
-        return EpsilonGreedyPolicy(self.acting_agent(), self.info.n_agents, self.info.n_actions, lambda: 0.0)
+    def exploration_metrics(self) -> dict[str, float]:
+        """Exploration values logged with each collected batch (e.g. ``{"epsilon": ε}``)."""
+        return {}
+
+    # ---- target networks ----------------------------------------------------------------
+    def add_target(self, name: str) -> None:
+        """Register ``target_<name>``: a frozen copy of module ``name``, refreshed by ``update_targets``."""
+        setattr(self, f"target_{name}", copy.deepcopy(getattr(self, name)).requires_grad_(False))
+        self._target_names.append(name)
+
+    def drop_target(self, name: str) -> None:
+        """Remove a target network a subclass never reads."""
+        delattr(self, f"target_{name}")
+        self._target_names.remove(name)
+
+    def update_targets(self) -> None:
+        """Copy online weights into every registered target network (hard update)."""
+        for name in self._target_names:
+            getattr(self, f"target_{name}").load_state_dict(getattr(self, name).state_dict())
+
+    # ---- the sampler's weights ------------------------------------------------------------
+    def weigh(
+        self,
+        mask: torch.Tensor,
+        is_weights: torch.Tensor,
+        td: torch.Tensor | None = None,
+        q_tot: torch.Tensor | None = None,
+        q_star: torch.Tensor | None = None,
+        agent_utils: torch.Tensor | None = None,
+        taken: torch.Tensor | None = None,
+        avail: torch.Tensor | None = None,
+        packing: EpisodePacking | None = None,
+    ) -> tuple[torch.Tensor, Signals]:
+        """The sampler's per-timestep loss weights [b, T] and the ``Signals`` they came from.
+
+        mask, td, q_tot, q_star [b, T]; agent_utils [b, T, N, A] with taken [b, T, N] and avail
+        [b, T, N, A] give π (computed only when the sampler needs it). Everything is detached. The
+        base feeds these signals to ``sampler.update`` after ``learn``; a ``learn`` that never
+        calls ``weigh`` is an error, so no algorithm can forget the sampler.
+        With ``packing``, every per-timestep tensor is given on transition rows ([R], [R, N, A]) and
+        the weights come back as rows [R]; the sampler still sees padded [b, T] signals (float32).
+        """
+        def prep(x):  # detached, float32 or wider, padded [b, T] for the sampler
+            if x is None:
+                return None
+            x = x.detach()
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
+            return x if packing is None else packing.unpack(x)
+
+        if packing is not None:
+            mask = packing.pad_mask()  # [b, T]
+        signals = Signals(mask=mask, td=prep(td), q_tot=prep(q_tot), q_star=prep(q_star))
+        if "pi" in self.sampler.needs:
+            if agent_utils is None or taken is None:
+                raise ValueError(f"sampler {self.sampler.name!r} needs pi: pass agent_utils and taken to weigh")
+            signals.pi = prep(self.sampler.taken_action_probs(agent_utils.detach(), taken, avail))
+        for name in self.sampler.needs:
+            if getattr(signals, name) is None:
+                raise ValueError(f"sampler {self.sampler.name!r} needs {name!r}: {type(self).__name__} did not pass it")
+        weights = self.sampler.loss_weights(signals, is_weights)  # [b, T]
+        self._signals = signals
+        if packing is not None:
+            weights = weights.flatten()[packing.trans_pad_index]  # [R]
+        return weights, signals
+
+    # ---- optimisers ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        specs = self.optimisers()
+        self._optimiser_names = list(specs)
+        return [spec.build() for spec in specs.values()]
+
+    def _optimiser(self, name: str):
+        if self._trainer is None:  # outside a Trainer (unit tests, notebooks): own optimisers
+            if self._standalone_optimisers is None:
+                specs = self.optimisers()
+                self._standalone_optimisers = {k: s.build() for k, s in specs.items()}
+            return self._standalone_optimisers[name]
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        return opts[self._optimiser_names.index(name)]
+
+    def optimise(self, name: str, loss: torch.Tensor) -> bool:
+        """Backward ``loss`` and step optimiser ``name`` with gradient-norm clipping.
+
+        A non-finite loss or gradient norm skips the step (no parameter changes), counts it in
+        ``guard/skipped_updates`` and, after ``loop.max_nonfinite_streak`` consecutive skips,
+        raises ``NonFiniteUpdateError``. Returns whether the step was taken. The gradient norm
+        (before clipping) is logged as ``grad_norm`` (``grad_norm/<name>`` with several optimisers).
+        """
+        specs = self.optimisers()
+        spec = specs[name]
+        opt = self._optimiser(name)
+        opt.zero_grad(set_to_none=True)
+        if self._trainer is None:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+        clip = spec.grad_clip if spec.grad_clip is not None else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(spec.params, clip)
+        finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(norm))  # the update's one sync
+        if not finite:
+            opt.zero_grad(set_to_none=True)
+            self.counters["skipped_updates"] += 1
+            self.counters["nonfinite_streak"] += 1
+            if self.counters["nonfinite_streak"] >= self.loop.max_nonfinite_streak:
+                raise NonFiniteUpdateError(step=self.env_steps, streak=self.counters["nonfinite_streak"])
+            return False
+        opt.step()
+        self.counters["nonfinite_streak"] = 0
+        self._accumulate({"grad_norm" if len(specs) == 1 else f"grad_norm/{name}": norm.reshape(1)})
+        return True
 
     # ---- the loop -----------------------------------------------------------------------
     def training_step(self, tick, batch_idx):
-        replay = self.trainer.datamodule
+        data = self.trainer.datamodule
         episodes, stats = self.collector.run(self.explore_policy())
-        replay.insert(episodes)
+        data.insert(episodes)
         self.counters["env_steps"] += int(stats["length"].sum().item())
         self.counters["episodes"] += self.env.n_envs
         self._accumulate({f"train/{k}_mean": v for k, v in stats.items()})
-        self._accumulate({"epsilon": torch.tensor([self.epsilon()])})
+        self._accumulate({k: torch.tensor([v]) for k, v in self.exploration_metrics().items()})
 
-        loss = None
-        if replay.ready():
-            idx, batch, is_weights = replay.sample(self.progress())
-            out = self.compute_loss(batch, is_weights)
-            self.sampler.update(idx, out.signals)
-            self._accumulate({k: v.detach().reshape(1) for k, v in out.metrics.items()})
-            self.counters["updates"] += 1
-            loss = out.loss
+        if data.ready():
+            idx, batch, is_weights = data.sample(self.progress())
+            self.update(batch, is_weights)
+            self.sampler.update(idx, self._signals)
         if self.counters["episodes"] - self.counters["last_target_update"] >= self.loop.target_update_interval:
             self.update_targets()
             self.counters["last_target_update"] = self.counters["episodes"]
-        return loss
+        return None
+
+    def update(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
+        """``learn`` on one batch, checking that it weighed the batch with the sampler."""
+        self._signals = None
+        out = self.learn(batch, is_weights)
+        if self._signals is None:
+            raise RuntimeError(f"{type(self).__name__}.learn never called self.weigh: sampler weights unused")
+        self._accumulate({k: v.detach().reshape(1) for k, v in out.metrics.items()})
+        self.counters["updates"] += 1
+        return out
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if self.env_steps - self.counters["last_log"] >= self.loop.log_interval:
@@ -139,13 +420,6 @@ class MarlAlgorithm(pl.LightningModule):
 
     def on_train_end(self) -> None:
         self.flush_logs()
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.online_parameters(), lr=self.lr)
-
-    @abstractmethod
-    def online_parameters(self) -> list[torch.nn.Parameter]:
-        """Parameters the optimiser trains (target networks excluded)."""
 
     # ---- logging ------------------------------------------------------------------------
     def _accumulate(self, values: dict[str, torch.Tensor]) -> None:
@@ -163,6 +437,7 @@ class MarlAlgorithm(pl.LightningModule):
             return
         metrics = {k: torch.cat([x.to(v[-1].device) for x in v]).mean().item() for k, v in self._acc.items()}
         metrics.update(self.sampler.diagnostics())
+        metrics["guard/skipped_updates"] = float(self.counters["skipped_updates"])
         now = time.perf_counter()
         metrics["perf/env_steps_per_s"] = (self.env_steps - self._steps_last_log) / max(now - self._t_last_log, 1e-9)
         self._t_last_log, self._steps_last_log = now, self.env_steps
@@ -172,7 +447,7 @@ class MarlAlgorithm(pl.LightningModule):
         self.log_metrics(metrics)
 
     # ---- checkpoint state ---------------------------------------------------------------
-    # Besides the networks and optimiser (Lightning's part): the counters that place training
+    # Besides the networks and optimisers (Lightning's part): the counters that place training
     # in its schedule (ε, β, target updates and logging are functions of them), the values
     # accumulated since the last metric write (so the next write averages the same episodes as
     # an uninterrupted run would) and the latest test metrics.
