@@ -331,29 +331,36 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def bench_train(threads: int, quick: bool, baseline: str | None, extra: list[str], labels: list[str]) -> None:
+def bench_train(threads: int, quick: bool, baseline: str | None, variants: list[str], labels: list[str]) -> None:
+    """Each run with this code (plus each ``variants`` entry: space-separated Hydra overrides, e.g.
+    ``trainer.precision=bf16-mixed``) and, with ``baseline``, the package in that folder, back to back."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    codes = ([("baseline", baseline, [])] if baseline else []) + [("this", here, [])]
+    codes += [(f"this {v}", here, v.split()) for v in variants]
     rows, ratio_rows = [], []
     for label in labels:
         res = {}
-        for name, root in [("this", here)] + ([("baseline", baseline)] if baseline else []):
+        for name, root, extra in codes:
             load = load_average()
-            r = train_in_child(label, root, threads, quick, extra if name == "this" else [])
+            r = train_in_child(label, root, threads, quick, extra)
             res[name] = r
             sh = r["shares"]
             rows.append([label, name, r["env_steps_per_s"], r["s_per_update"], f"{sh['collection']:.0%}",
                          f"{sh['update']:.0%}", f"{sh['evaluation']:.0%}", f"{sh['logging']:.1%}",
                          r["peak_rss_mib"], load])  # fmt: skip
-            print(f"  {label} [{name}]: {r['env_steps_per_s']:.0f} env steps/s (load {load})", flush=True)
+            print(f"  {label} [{name}]: {r['env_steps_per_s']:.0f} env steps/s, {r['s_per_update']:.3f} s/update, "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB (load {load})", flush=True)  # fmt: skip
         if baseline:
-            a, b = res["this"], res["baseline"]
-            ratio_rows.append([label, a["env_steps_per_s"] / b["env_steps_per_s"],
-                               b["s_per_update"] / a["s_per_update"], a["peak_rss_mib"] / b["peak_rss_mib"]])
+            b = res["baseline"]
+            for name, a in res.items():
+                if name != "baseline":
+                    ratio_rows.append([label, name, a["env_steps_per_s"] / b["env_steps_per_s"],
+                                       b["s_per_update"] / a["s_per_update"], a["peak_rss_mib"] / b["peak_rss_mib"]])
     table(f"end to end, paper settings, {threads} thread(s), window after the replay warm-up",
           ["run", "code", "env steps/s", "s / update", "collection", "update", "evaluation", "logging",
            "peak RSS MiB", "load avg (1/5/15 min)"], rows)  # fmt: skip
     if ratio_rows:
-        table("this code vs baseline, measured back to back", ["run", "env steps/s ×", "update speed-up ×",
+        table("vs baseline, measured back to back", ["run", "code", "env steps/s ×", "update speed-up ×",
               "peak RSS ×"], ratio_rows)  # fmt: skip
 
 
@@ -364,7 +371,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default; train: 1)")
     p.add_argument("--baseline", default=None, help="train: also time the macpo package in this folder")
     p.add_argument("--runs", default=",".join(TRAIN_RUNS), help="train: comma-separated run labels")
-    p.add_argument("--train-overrides", default="", help="train: extra overrides for this code")
+    p.add_argument("--variant", action="append", default=[],
+                   help="train: also time this code with these overrides (repeatable), e.g. 'trainer.precision=bf16-mixed'")  # noqa: E501
     p.add_argument("--train-job", default=None, help=argparse.SUPPRESS)  # internal: one run, JSON out
     args = p.parse_args(argv)
     if args.train_job:
@@ -386,7 +394,7 @@ def main(argv=None) -> None:
     if "smac" in sections:
         bench_smac(secs)
     if "train" in sections:
-        bench_train(args.threads or 1, args.quick, args.baseline, args.train_overrides.split(), args.runs.split(","))
+        bench_train(args.threads or 1, args.quick, args.baseline, args.variant, args.runs.split(","))
 
 
 if __name__ == "__main__":

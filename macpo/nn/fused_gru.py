@@ -342,35 +342,28 @@ class _PackedRecurrence:
 
 
 class _PackedGRU(torch.autograd.Function):
-    """Autograd for a packed batch: (x [R, I], h0 [m_0, H], weights) → h [R, H]."""
+    """Autograd for a packed batch: (x [R, I], h0 [m_0, H], weights) → h [R, H].
+
+    Unlike ``_GRUSequence`` it keeps no per-step factors (5 H per row: 260 MB per network at
+    predator-prey size): the backward recomputes them one chunk at a time from x and the saved
+    outputs h, with two chunk-sized matmuls (x W_ihᵀ and h_{t-1} W_hhᵀ for all the chunk's rows
+    at once) and a few elementwise ops, so the memory of an update is the activations alone.
+    """
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, step_rows, store):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, step_rows):
         rec = _PackedRecurrence(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh)
-        hd = rec.hd
-        factors = store.take((x.shape[0], 5, hd), x)  # [R, 5, H] ∂h_t/∂(pre-activations), order above
-        m0 = step_rows[0] if step_rows else 0
-        one_minus_z, tmp = x.new_empty(m0, hd), x.new_empty(m0, hd)
-        one = x.new_ones(())
-        o = rec.offsets
-        for t, m, gh in rec.steps():
-            r, z, n, f = rec.rz[:m, :hd], rec.rz[:m, hd:], rec.n[:m], factors[o[t] : o[t] + m]
-            f[:, _Z].copy_(z)
-            torch.sub(one, z, out=one_minus_z[:m])
-            _tanh_backward(one_minus_z[:m], n, grad_input=f[:, _N_IN])  # (1 − z)(1 − n²)
-            torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
-            torch.mul(f[:, _N_IN], gh[:, 2 * hd :], out=tmp[:m])
-            _sigmoid_backward(tmp[:m], r, grad_input=f[:, _R])
-            _sigmoid_backward(rec.diff[:m], z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
-        ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.h, factors)
-        ctx.store, ctx.step_rows, ctx.offsets = store, step_rows, o
+        for _ in rec.steps():
+            pass
+        ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.b_ih, rec.b_hh, rec.h)
+        ctx.step_rows, ctx.offsets = step_rows, rec.offsets
         ctx.param_dtype = w_ih.dtype
         return rec.h
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_h):
-        x, h0, w_ih, w_hh, h, factors = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, h = ctx.saved_tensors
         step_rows, o = ctx.step_rows, ctx.offsets
         hd, i, cd, pd = w_hh.shape[1], x.shape[-1], x.dtype, ctx.param_dtype
         need_x, need_h0, need_wih, need_whh, need_bih, need_bhh = ctx.needs_input_grad[:6]
@@ -382,43 +375,62 @@ class _PackedGRU(torch.autograd.Function):
         dw_ih_nrz, dw_hh = torch.zeros(3 * hd, i, **acc), torch.zeros(3 * hd, hd, **acc)
         db_ih_nrz, db_hh = torch.zeros(3 * hd, **acc), torch.zeros(3 * hd, **acc)
         t_len = len(step_rows)
-        m0 = step_rows[0] if step_rows else 0
-        dh_bufs = (x.new_empty(m0, hd), x.new_empty(m0, hd))  # ping-pong ∂L/∂h_t
         dh0 = None
-        if t_len:
-            dh = dh_bufs[0][: step_rows[-1]]
-            dh.copy_(grad_h[o[t_len - 1] :])
+        dh_all = x.new_empty(step_rows[0] if t_len else 0, hd)  # ∂L/∂h_t in its first m_t rows
+        dh = dh_all[: step_rows[-1] if t_len else 0]
+        dh.copy_(grad_h[o[t_len - 1] :] if t_len else grad_h[:0])
         chunks = _packed_chunks(step_rows)
         most = max((o[c1] - o[c0] for c0, c1 in chunks), default=0)
-        grads = x.new_empty(most, 5, hd)  # one chunk's ∂L/∂(pre-activations)
-        h_prev = x.new_empty(most, hd)  # one chunk's h_{t-1} rows, for ∂W_hh
+        f_buf = x.new_empty(most, 5, hd)  # one chunk's factors, then (in place) its ∂L/∂(pre-activations)
+        h_prev = x.new_empty(most, hd)  # one chunk's h_{t-1} rows
+        rz_buf, n_buf, tmp_buf = x.new_empty(most, 2 * hd), x.new_empty(most, hd), x.new_empty(most, hd)
+        one = x.new_ones(())
         for c0, c1 in reversed(chunks):
+            rows = o[c1] - o[c0]
+            for t in range(c0, c1):
+                m, lo = step_rows[t], o[t] - o[c0]
+                h_prev[lo : lo + m].copy_(h0[:m] if t == 0 else h[o[t - 1] : o[t - 1] + m])
+            # the forward's gates of the whole chunk, recomputed (same equations as _PackedRecurrence)
+            hp, f = h_prev[:rows], f_buf[:rows]
+            gi = _linear(x[o[c0] : o[c1]], w_ih, b_ih)  # [rows, 3H]
+            gh = _linear(hp, w_hh, b_hh)  # [rows, 3H]
+            rz, n, tmp = rz_buf[:rows], n_buf[:rows], tmp_buf[:rows]
+            torch.add(gi[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
+            rz.sigmoid_()
+            r, z = rz[:, :hd], rz[:, hd:]
+            torch.addcmul(gi[:, 2 * hd :], r, gh[:, 2 * hd :], out=n)
+            n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
+            f[:, _Z].copy_(z)  # ∂h_t/∂h_{t-1} along the direct path
+            torch.sub(one, z, out=tmp)
+            _tanh_backward(tmp, n, grad_input=f[:, _N_IN])  # (1 − z)(1 − n²)
+            torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
+            torch.mul(f[:, _N_IN], gh[:, 2 * hd :], out=tmp)
+            _sigmoid_backward(tmp, r, grad_input=f[:, _R])
+            torch.sub(hp, n, out=tmp)
+            _sigmoid_backward(tmp, z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
+            del gi, gh
             for t in range(c1 - 1, c0 - 1, -1):
                 m, lo = step_rows[t], o[t] - o[c0]
-                d = torch.mul(factors[o[t] : o[t] + m], dh.unsqueeze(1), out=grads[lo : lo + m])  # [m, 5, H]
+                d = torch.mul(f[lo : lo + m], dh.unsqueeze(1), out=f[lo : lo + m])  # [m, 5, H]
                 back = _linear_add(d[:, _R:].reshape(m, 3 * hd), d[:, _Z], w_hh_t)  # ∂L/∂h_{t-1} via step t
-                if need_whh:
-                    h_prev[lo : lo + m].copy_(h0[:m] if t == 0 else h[o[t - 1] : o[t - 1] + m])
                 if t > 0:
-                    dh = dh_bufs[t % 2][: step_rows[t - 1]]
+                    dh = dh_all[: step_rows[t - 1]]  # step t's ∂L/∂h_t is consumed: reuse its rows
                     dh.copy_(grad_h[o[t - 1] : o[t]])
                     dh[:m] += back
                 else:
                     dh0 = back
-            n_rows = o[c1] - o[c0]
-            rows = grads[:n_rows].view(n_rows, 5 * hd)
-            d_in, d_hid = rows[:, _N_IN * hd : (_ZG + 1) * hd], rows[:, _R * hd :]  # [rows, 3H] each
+            flat = f.view(rows, 5 * hd)
+            d_in, d_hid = flat[:, _N_IN * hd : (_ZG + 1) * hd], flat[:, _R * hd :]  # [rows, 3H] each
             if need_x:
                 dx[o[c0] : o[c1]] = _linear(d_in, w_ih_nrz_t, None)
             if need_wih:
                 _mm_into(dw_ih_nrz, d_in.t(), x[o[c0] : o[c1]])
             if need_whh:
-                _mm_into(dw_hh, d_hid.t(), h_prev[:n_rows])
+                _mm_into(dw_hh, d_hid.t(), hp)
             if need_bih:
                 db_ih_nrz += d_in.sum(0, dtype=db_ih_nrz.dtype)
             if need_bhh:
                 db_hh += d_hid.sum(0, dtype=db_hh.dtype)
-        ctx.store.give_back(factors)
 
         def to_rzn(v):  # rows (n, r, z) → PyTorch's (r, z, n)
             return torch.cat([v[hd:], v[:hd]]).to(pd)
@@ -429,10 +441,10 @@ class _PackedGRU(torch.autograd.Function):
                 grad_h0[: dh0.shape[0]] = dh0
         return (dx, grad_h0 if need_h0 else None, to_rzn(dw_ih_nrz) if need_wih else None,
                 dw_hh.to(pd) if need_whh else None, to_rzn(db_ih_nrz) if need_bih else None,
-                db_hh.to(pd) if need_bhh else None, None, None)  # fmt: skip
+                db_hh.to(pd) if need_bhh else None, None)  # fmt: skip
 
 
-def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, store: FactorStore | None = None) -> torch.Tensor:
+def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
     """PyTorch's single-layer GRU over a packed batch: x [R, I], h0 [m_0, H], ``step_rows`` [T] ints
     (non-increasing, Σ = R) → h [R, H] (each step's output rows in x's order).
 
@@ -443,7 +455,7 @@ def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, store: FactorStore | No
     x = x.to(cd)
     with torch.autocast(x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(a.requires_grad for a in (x, h0, w_ih, w_hh, b_ih, b_hh)):
-            return _PackedGRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, list(step_rows), store or FactorStore())
+            return _PackedGRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, list(step_rows))
         rec = _PackedRecurrence(x, h0, list(step_rows), w_ih, w_hh, b_ih, b_hh)
         for _ in rec.steps():
             pass
@@ -511,5 +523,4 @@ class FusedGRU(nn.GRU):
             out, _ = super().forward(nn.utils.rnn.PackedSequence(x, sizes))
             return out.data
         h0 = x.new_zeros(m0, self.hidden_size, dtype=self.weight_hh_l0.dtype)
-        return packed_gru(x, h0, step_rows, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
-                          self.factor_store)  # fmt: skip
+        return packed_gru(x, h0, step_rows, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
