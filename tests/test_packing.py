@@ -217,3 +217,14 @@ def test_packed_gru_equals_pytorch_packed_sequence(monkeypatch):
     want = torch.autograd.grad((h_ref * w).sum(), [x, *ref.parameters()])
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_packed_fallback_path_matches_the_fused_one(monkeypatch):
+    """The path CUDA takes (nn.GRU on a PackedSequence, cuDNN there) gives the fused path's result."""
+    torch.manual_seed(0)
+    gru = FusedGRU(4, 5)
+    sizes = [3, 3, 2, 1]
+    x = torch.randn(sum(sizes), 4)
+    fused = gru.packed(x, sizes)
+    monkeypatch.setattr(FusedGRU, "fused_applies", lambda self, x: False)
+    torch.testing.assert_close(gru.packed(x, sizes), fused, rtol=1e-5, atol=1e-6)

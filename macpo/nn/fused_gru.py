@@ -29,6 +29,13 @@ to float rounding); and the big intermediate tensors are chunk-sized, so they st
 Input may carry several batch dims, ``x [T, *batch, I]``, with any strides: the RNN agent passes its
 ``[B, T, N, H]`` features transposed to ``[T, B, N, H]`` without copying them, and gets ``h_seq``
 laid out in memory like ``x``.
+
+Learner updates use the packed variant (``FusedGRU.packed``, ``packed_gru``): a time-major batch
+holding at each step only the sequences still running (``PackedSequence``'s layout), so an update
+pays for real timesteps only (``macpo.nn.packing``). Its backward stores no per-step factors: it
+recomputes each chunk's gates from the saved outputs (two chunk-wide matmuls), which keeps an
+update's memory to its activations. Under autocast (``trainer.precision=bf16-mixed``) both paths
+run their matmuls and gates in bfloat16 and sum the weight gradients in float32.
 """
 
 from __future__ import annotations
