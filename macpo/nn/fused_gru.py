@@ -64,9 +64,20 @@ ROWS_PER_CHUNK = 2048  # sequences × timesteps per chunk: measured fastest at 1
 _Z, _N_IN, _R, _ZG, _N_HID = range(5)
 
 
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+
+
+#: dtypes whose matmuls go through oneDNN (bfloat16 only where the CPU has native bf16 dot products)
+ONEDNN_DTYPES = (torch.float32, torch.bfloat16) if _native_bf16() else (torch.float32,)
+
+
 def _fast_path(x: torch.Tensor) -> bool:
     """Whether x's matmul goes through oneDNN (``torch.backends.mkldnn.enabled = False`` turns it off)."""
-    return (USE_ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu"
+    return (USE_ONEDNN and x.dtype in ONEDNN_DTYPES and x.device.type == "cpu"
             and x.shape[0] >= ONEDNN_MIN_ROWS and torch.backends.mkldnn.enabled)  # fmt: skip
 
 
