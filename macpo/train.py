@@ -92,7 +92,7 @@ def validate(cfg: DictConfig) -> None:
     sampler = hydra.utils.instantiate(cfg.sampler)
     missing = set(sampler.needs) - set(algo_cls.provides)
     if missing:
-        able = [name for name, cls in algorithm_classes().items() if set(sampler.needs) <= set(cls.provides)]
+        able = [name for name, cls in algorithm_classes().items() if cls.sampler_problem(sampler) is None]
         raise ConfigError(
             f"sampler={cfg.sampler.name} needs the signals {sorted(missing)}, which algo={cfg.algo.name} cannot "
             f"compute; choose an algorithm that can: {', '.join('algo=' + a for a in able) or 'none'}"

@@ -27,10 +27,12 @@ from typing import ClassVar
 import pytorch_lightning as pl
 import torch
 
+from macpo.algos.data_path import OnPolicyDataModule
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import agent_inputs
 from macpo.nn.packing import EpisodePacking
+from macpo.replay.datamodule import ReplayDataModule
 from macpo.replay.samplers.base import Sampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.replay.signals import Signals
@@ -75,6 +77,10 @@ class OptimiserSpec:
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"optimiser must be one of {sorted(self.KINDS)}, got {self.kind!r}")
+        try:  # options the torch optimiser does not take fail here, not at the first update
+            self.KINDS[self.kind]([torch.zeros(1, requires_grad=True)], lr=self.lr, **self.options)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"optimiser options {self.options} do not suit {self.kind}: {error}") from None
 
     def build(self) -> torch.optim.Optimizer:
         return self.KINDS[self.kind](self.params, lr=self.lr, **self.options)
@@ -234,6 +240,17 @@ class MarlAlgorithm(pl.LightningModule):
             )
         return None
 
+    @classmethod
+    def datamodule(cls, env_info, sampler: Sampler, buffer_size: int, batch_size: int,
+                   device: torch.device | str = "cpu", save_buffer: bool = True) -> pl.LightningDataModule:  # fmt: skip
+        """The data path this class declares: the episodes just collected (``on_policy``) or replay.
+
+        Built through ``macpo.algos.data_path.make_datamodule``, which checks the sampler first.
+        """
+        if cls.on_policy:
+            return OnPolicyDataModule(device)
+        return ReplayDataModule(env_info, sampler, buffer_size, batch_size, device, save_buffer=save_buffer)
+
     # ---- to implement -----------------------------------------------------------------
     @abstractmethod
     def explore_policy(self) -> Policy:
@@ -382,6 +399,16 @@ class MarlAlgorithm(pl.LightningModule):
     # ---- the loop -----------------------------------------------------------------------
     def training_step(self, tick, batch_idx):
         data = self.trainer.datamodule
+        self.collect(data)
+        if data.ready():
+            self.train_from(data)
+        if self.counters["episodes"] - self.counters["last_target_update"] >= self.loop.target_update_interval:
+            self.update_targets()
+            self.counters["last_target_update"] = self.counters["episodes"]
+        return None
+
+    def collect(self, data) -> None:
+        """Play one batch of episodes with the exploration policy and hand them to the data path."""
         episodes, stats = self.collector.run(self.explore_policy())
         data.insert(episodes)
         self.counters["env_steps"] += int(stats["length"].sum().item())
@@ -389,14 +416,15 @@ class MarlAlgorithm(pl.LightningModule):
         self._accumulate({f"train/{k}_mean": v for k, v in stats.items()})
         self._accumulate({k: torch.tensor([v]) for k, v in self.exploration_metrics().items()})
 
-        if data.ready():
-            idx, batch, is_weights = data.sample(self.progress())
-            self.update(batch, is_weights)
-            self.sampler.update(idx, self._signals)
-        if self.counters["episodes"] - self.counters["last_target_update"] >= self.loop.target_update_interval:
-            self.update_targets()
-            self.counters["last_target_update"] = self.counters["episodes"]
-        return None
+    def train_from(self, data) -> None:
+        """One update from the data path: sample, ``learn``, give the sampler its signals back.
+
+        A method with several data sources (e.g. replay for the critic and the episodes just
+        collected for the actor) overrides this and ``datamodule``.
+        """
+        idx, batch, is_weights = data.sample(self.progress())
+        self.update(batch, is_weights)
+        self.sampler.update(idx, self._signals)
 
     def update(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
         """``learn`` on one batch, checking that it weighed the batch with the sampler."""

@@ -3,7 +3,7 @@
 Off-policy methods sample the replay DataModule (buffer + sampler). On-policy methods train on
 the episodes just collected, once, with no replay buffer: ``OnPolicyDataModule`` has the
 DataModule's interface (``insert``/``ready``/``sample``) so the fit loop is the same for both.
-``make_datamodule`` is the one place that chooses.
+``make_datamodule`` is what the entry point calls; the class's ``datamodule`` builds the path.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from macpo.envs.base import EnvInfo
-from macpo.replay.datamodule import ReplayDataModule, TickStream
+from macpo.replay.datamodule import TickStream
 from macpo.replay.samplers.base import Sampler
 
 
@@ -59,10 +59,8 @@ def make_datamodule(
     device: torch.device | str = "cpu",
     save_buffer: bool = True,
 ) -> pl.LightningDataModule:
-    """The data path ``algo_cls`` declares: the episodes just collected (``on_policy``) or replay."""
+    """The data path ``algo_cls`` declares (``MarlAlgorithm.datamodule``), once the sampler suits it."""
     problem = algo_cls.sampler_problem(sampler)
     if problem:
         raise ValueError(problem)
-    if algo_cls.on_policy:
-        return OnPolicyDataModule(device)
-    return ReplayDataModule(env_info, sampler, buffer_size, batch_size, device, save_buffer=save_buffer)
+    return algo_cls.datamodule(env_info, sampler, buffer_size, batch_size, device, save_buffer=save_buffer)

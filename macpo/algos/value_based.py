@@ -68,7 +68,7 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
         self.name, self.lr, self.gamma, self.td_lambda = name, lr, gamma, td_lambda
         self.double_q, self.grad_clip = double_q, grad_clip
         self.optimiser_kind, self.optimiser_options = optimiser, dict(optimiser_options or {})
-        OptimiserSpec([], lr, kind=optimiser)  # an unknown kind fails here, before any network is built
+        OptimiserSpec([], lr, kind=optimiser, options=self.optimiser_options)  # bad settings fail here
         self.eps_start, self.eps_finish, self.eps_time = epsilon_start, epsilon_finish, max(1, epsilon_anneal_time)
         n, a, o = self.info.n_agents, self.info.n_actions, self.info.obs_shape
         self.agent = RNNAgent(o + a + n, a, agent_hidden_dim, agent_q_clamp)
