@@ -1,4 +1,4 @@
-"""Speed and memory benchmark: ``python -m macpo.bench [--only env,learner,weights,smac] [--quick]``.
+"""Speed and memory benchmark: ``python -m macpo.bench [--only env,learner,weights,smac,train] [--quick]``.
 
 Not a test: timings on a shared machine are noisy, so each table reports ratios measured in the
 same process next to absolute numbers. Sections:
@@ -6,12 +6,23 @@ same process next to absolute numbers. Sections:
   learner  seconds per QMIX / MAC-PO update at batch 128 (full 200-step episodes, 8 agents)
   weights  MAC-PO weight computation vs n agents (exact, approx) and its share of a learner step at MMM2 size
   smac     SMAC-lite MMM2 and 27m_vs_30m env steps/s at B = 1, 8, 64, 256, peak RSS
+  train    end to end: QMIX and MAC-PO on predator-prey and MMM2 with the paper's settings, timed
+           over a fixed window of env steps after the replay warm-up (env steps/s, s/update, share
+           of time in collection / update / evaluation / logging, peak RSS; one process per run);
+           ``--baseline DIR`` runs each configuration also with the macpo package in DIR (e.g. a
+           worktree of an older commit), back to back, and prints the speed-up
+  learner  also: QMIX / MAC-PO update at MMM2 size on episodes played by a random policy (real length mix)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -178,12 +189,196 @@ def bench_smac(seconds: float) -> None:
     print(f"\npeak RSS of this process: {peak_mb:,.0f} MiB")
 
 
+def played_batch(map_name: str, n_episodes: int, seed: int = 0) -> tuple[EnvInfo, dict[str, torch.Tensor]]:
+    """``n_episodes`` SMAC-lite episodes played by a random policy, read back from a replay buffer:
+    the padded batch a learner gets, with the length mix of real play (not all episode_limit long)."""
+    from macpo.envs.smac import make_smac_env
+    from macpo.replay.buffer import EpisodeBuffer
+    from macpo.rollout import Collector, RandomPolicy
+
+    torch.manual_seed(seed)
+    env = make_smac_env(map_name, backend="lite", n_envs=8, seed=seed)
+    buffer = EpisodeBuffer(n_episodes, env.env_info)
+    collector = Collector(env)
+    while len(buffer) < n_episodes:
+        episodes, _ = collector.run(RandomPolicy())
+        buffer.insert({k: v[: n_episodes - len(buffer)] for k, v in episodes.items()})
+    return env.env_info, buffer[torch.arange(n_episodes)]
+
+
+def bench_learner_played(repeats: int) -> None:
+    info, batch = played_batch("MMM2", 128)
+    lengths = batch["filled"].sum(1).float()
+    env = FixedInfoEnv(info)
+    loop = LoopSettings(t_max=1)
+    q = time_update(QMIX(env, UniformSampler(), loop), batch, repeats)
+    m = time_update(MACPO(env, MacpoSampler(), loop), batch, repeats)
+    print(f"\nMMM2 batch: 128 episodes played by a random policy, length mean {lengths.mean():.1f}, "
+          f"max {lengths.max():.0f} (padded to {batch['filled'].shape[1]} steps)")
+    table("learner update at MMM2 size (10 agents), real length mix", ["algorithm", "s / update"],
+          [["QMIX", q], ["MAC-PO (sampler=macpo)", m]])
+
+
+# ---- end to end -----------------------------------------------------------------------------
+#: label → Hydra overrides; each trains with ``budget=paper`` (8 envs, batch 128, buffer 5000)
+TRAIN_RUNS = {
+    "predator-prey QMIX": ["env=predator_prey", "algo=qmix", "sampler=uniform"],
+    "predator-prey MAC-PO": ["env=predator_prey", "algo=macpo", "sampler=macpo"],
+    "MMM2 QMIX": ["env=mmm2", "algo=qmix", "sampler=uniform"],
+    "MMM2 MAC-PO": ["env=mmm2", "algo=macpo", "sampler=macpo"],
+}
+#: env steps timed after the replay warm-up (predator-prey: 10 collection rounds of 8 × 200 steps)
+WINDOW_STEPS = {"predator_prey": 16_000, "mmm2": 8_000}
+
+
+class _Clock:
+    """Seconds spent in collection / evaluation / logging while the timing window is open."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.in_eval = False
+        self.spent = {"collection": 0.0, "evaluation": 0.0, "logging": 0.0}
+
+    def wrap(self, owner, name: str, part: str) -> None:
+        original = getattr(owner, name)
+        clock = self
+
+        def timed(*args, **kwargs):
+            if not clock.open or (part == "collection" and clock.in_eval):
+                return original(*args, **kwargs)
+            clock.in_eval |= part == "evaluation"
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                clock.spent[part] += time.perf_counter() - t0
+                if part == "evaluation":
+                    clock.in_eval = False
+
+        setattr(owner, name, timed)
+
+
+def train_once(overrides: list[str], window: int, out_dir: str) -> dict:
+    """Train one configuration (in this process) for ``window`` env steps after the replay warm-up."""
+    from hydra import compose, initialize_config_dir
+
+    import macpo
+    from macpo import callbacks, train
+    from macpo.algos import base
+    from macpo.rollout import Collector
+
+    clock = _Clock()
+    clock.wrap(Collector, "run", "collection")
+    clock.wrap(callbacks.GreedyEvaluation, "evaluate", "evaluation")
+    clock.wrap(base.MarlAlgorithm, "flush_logs", "logging")
+    result: dict = {}
+    batch_end = base.MarlAlgorithm.on_train_batch_end
+
+    def on_train_batch_end(self, *args):
+        batch_end(self, *args)
+        c = self.counters
+        if not clock.open and c["updates"] >= 1:  # the first update ran: the window opens
+            clock.open = True
+            result.update(t0=time.perf_counter(), steps0=c["env_steps"], updates0=c["updates"])
+        elif clock.open and c["env_steps"] - result["steps0"] >= window:
+            clock.open = False
+            result.update(t1=time.perf_counter(), steps1=c["env_steps"], updates1=c["updates"])
+            self.trainer.should_stop = True
+
+    base.MarlAlgorithm.on_train_batch_end = on_train_batch_end
+    conf = os.path.abspath(os.path.join(os.path.dirname(macpo.__file__), "..", "conf"))
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            *overrides, "budget=paper", "device=cpu", "progress_bar=false",
+            f"logger.tracking_uri=sqlite:///{out_dir}/mlflow.db", f"checkpoint.dir={out_dir}/checkpoints",
+            "checkpoint.keep_final=false",
+        ])  # fmt: skip
+    train.run(cfg)
+    wall = result["t1"] - result["t0"]
+    steps, updates = result["steps1"] - result["steps0"], result["updates1"] - result["updates0"]
+    shares = {k: v / wall for k, v in clock.spent.items()}
+    shares["update"] = 1.0 - sum(shares.values())  # the rest: sample, loss, backward, optimiser, Lightning
+    return {
+        "env_steps_per_s": steps / wall,
+        "s_per_update": wall * shares["update"] / max(updates, 1),
+        "shares": shares,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "window_steps": steps,
+        "updates": updates,
+    }
+
+
+def train_in_child(label: str, package_root: str, threads: int, quick: bool, extra: list[str]) -> dict:
+    """``train_once`` in a fresh process whose ``macpo`` comes from ``package_root`` (own peak RSS)."""
+    env_name = TRAIN_RUNS[label][0].split("=")[1]
+    window = WINDOW_STEPS[env_name] // (2 if quick else 1)
+    with tempfile.TemporaryDirectory() as out_dir:
+        job = {"overrides": [*TRAIN_RUNS[label], f"torch_threads={threads}", *extra], "window": window,
+               "out_dir": out_dir}  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": os.path.abspath(package_root)}
+        # run this file as a script from an empty folder, so `import macpo` finds package_root's
+        code = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+        proc = subprocess.run(
+            [sys.executable, "-c", code, os.path.abspath(__file__), "--train-job", json.dumps(job)],
+            cwd=out_dir, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"{label} with {package_root} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def bench_train(threads: int, quick: bool, baseline: str | None, variants: list[str], labels: list[str]) -> None:
+    """Each run with this code (plus each ``variants`` entry: space-separated Hydra overrides, e.g.
+    ``trainer.precision=bf16-mixed``) and, with ``baseline``, the package in that folder, back to back."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    codes = ([("baseline", baseline, [])] if baseline else []) + [("this", here, [])]
+    codes += [(f"this {v}", here, v.split()) for v in variants]
+    rows, ratio_rows = [], []
+    for label in labels:
+        res = {}
+        for name, root, extra in codes:
+            load = load_average()
+            r = train_in_child(label, root, threads, quick, extra)
+            res[name] = r
+            sh = r["shares"]
+            rows.append([label, name, r["env_steps_per_s"], r["s_per_update"], f"{sh['collection']:.0%}",
+                         f"{sh['update']:.0%}", f"{sh['evaluation']:.0%}", f"{sh['logging']:.1%}",
+                         r["peak_rss_mib"], load])  # fmt: skip
+            print(f"  {label} [{name}]: {r['env_steps_per_s']:.0f} env steps/s, {r['s_per_update']:.3f} s/update, "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB (load {load})", flush=True)  # fmt: skip
+        if baseline:
+            b = res["baseline"]
+            for name, a in res.items():
+                if name != "baseline":
+                    ratio_rows.append([label, name, a["env_steps_per_s"] / b["env_steps_per_s"],
+                                       b["s_per_update"] / a["s_per_update"], a["peak_rss_mib"] / b["peak_rss_mib"]])
+    table(f"end to end, paper settings, {threads} thread(s), window after the replay warm-up",
+          ["run", "code", "env steps/s", "s / update", "collection", "update", "evaluation", "logging",
+           "peak RSS MiB", "load avg (1/5/15 min)"], rows)  # fmt: skip
+    if ratio_rows:
+        table("vs baseline, measured back to back", ["run", "code", "env steps/s ×", "update speed-up ×",
+              "peak RSS ×"], ratio_rows)  # fmt: skip
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="env,learner,weights,smac", help="comma-separated sections")
     p.add_argument("--quick", action="store_true", help="shorter measurements (noisier)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default; train: 1)")
+    p.add_argument("--baseline", default=None, help="train: also time the macpo package in this folder")
+    p.add_argument("--runs", default=",".join(TRAIN_RUNS), help="train: comma-separated run labels")
+    p.add_argument("--variant", action="append", default=[],
+                   help="train: also time this code with these overrides (repeatable), e.g. 'trainer.precision=bf16-mixed'")  # noqa: E501
+    p.add_argument("--train-job", default=None, help=argparse.SUPPRESS)  # internal: one run, JSON out
     args = p.parse_args(argv)
+    if args.train_job:
+        job = json.loads(args.train_job)
+        print(json.dumps(train_once(job["overrides"], job["window"], job["out_dir"])))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     secs, reps = (0.5, 2) if args.quick else (2.0, 5)
@@ -193,10 +388,13 @@ def main(argv=None) -> None:
         bench_env(secs)
     if "learner" in sections:
         bench_learner(reps)
+        bench_learner_played(reps)
     if "weights" in sections:
         bench_weights(reps * 10)
     if "smac" in sections:
         bench_smac(secs)
+    if "train" in sections:
+        bench_train(args.threads or 1, args.quick, args.baseline, args.variant, args.runs.split(","))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_typed_keys_fail_at_composition_naming_the_key(override, message):
     [
         (["batch_size=65"], "exceeds the replay capacity buffer_size"),
         (["device=tpu"], "device must be auto, cpu or cuda"),
-        (["trainer.precision=bf16-mixed"], "trainer.precision=bf16-mixed is not implemented"),
+        (["trainer.precision=16-mixed"], "trainer.precision=16-mixed is not supported"),
         (["env.grid_size=2", "env.n_agents=9"], "env=predator_prey_small: "),
         (["+algo.hidden=3"], "algo.hidden: not a parameter of macpo.algos.macpo.MACPO"),
         (["logger.tracking_uri=foo://x"], "unknown scheme 'foo'"),

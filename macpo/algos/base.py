@@ -31,6 +31,7 @@ from macpo.algos.data_path import OnPolicyDataModule
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import agent_inputs
+from macpo.nn.packing import EpisodePacking
 from macpo.replay.datamodule import ReplayDataModule
 from macpo.replay.samplers.base import Sampler
 from macpo.replay.samplers.uniform import UniformSampler
@@ -105,18 +106,65 @@ class EpisodeBatch:
 
     @classmethod
     def of(cls, batch: dict[str, torch.Tensor], n_actions: int) -> EpisodeBatch:
-        actions = batch["actions"]
+        """From the data path's tensors (replay keeps storage dtypes: uint8/fp16 obs, uint8 actions)."""
+        actions, obs = batch["actions"].long(), batch["obs"].float()
         return cls(
-            obs=batch["obs"],
-            state=batch["state"],
-            avail=batch["avail_actions"],
+            obs=obs,
+            state=batch["state"].float(),
+            avail=batch["avail_actions"].bool(),
             actions=actions,
             taken=actions[:, :-1],
-            reward=batch["reward"][:, :-1],
+            reward=batch["reward"][:, :-1].float(),
             terminated=batch["terminated"][:, :-1].float(),
             mask=batch["filled"][:, :-1].float(),
-            inputs=agent_inputs(batch["obs"], actions, n_actions),
+            inputs=agent_inputs(obs, actions, n_actions),
         )
+
+
+@dataclass
+class PackedBatch:
+    """A batch of b episodes with their real timesteps only (``macpo.nn.packing``): what the
+    value-based learners read, so that an update costs the timesteps played, not the padding.
+
+    Observation rows (R_obs: every episode's t = 0 .. L, the final observation included) feed the
+    recurrent agents; transition rows (R: t = 0 .. L − 1) carry losses and the sampler's signals.
+    ``tr`` and ``nxt`` [R] are the observation rows of each transition and of its next observation.
+    """
+
+    packing: EpisodePacking
+    steps: list[int]  # [T_obs] episodes still running at each step (the GRU's shrinking batch)
+    inputs: torch.Tensor  # [R_obs, N, O+A+N] agent-network inputs (obs ⊕ last action ⊕ id), float32
+    state: torch.Tensor  # [R_obs, S] float32
+    avail: torch.Tensor  # [R_obs, N, A] bool
+    actions: torch.Tensor  # [R_obs, N] long (the action taken at each observation row)
+    tr: torch.Tensor  # [R] observation row of each transition
+    nxt: torch.Tensor  # [R] observation row of each transition's next observation
+    taken: torch.Tensor  # [R, N] long
+    reward: torch.Tensor  # [R]
+    terminated: torch.Tensor  # [R] float
+
+    @classmethod
+    def of(cls, batch: dict[str, torch.Tensor], n_actions: int) -> PackedBatch:
+        """Packs the padded batch [b, T+1, ...] (any storage dtypes; only real rows are cast)."""
+        pk = EpisodePacking(batch["filled"])
+        actions = pk.pack_obs(batch["actions"]).long()  # [R_obs, N]
+        return cls(
+            packing=pk,
+            steps=pk.obs_steps,
+            inputs=pk.agent_inputs(batch["obs"], batch["actions"], n_actions),
+            state=pk.pack_obs(batch["state"]).float(),
+            avail=pk.pack_obs(batch["avail_actions"]).bool(),
+            actions=actions,
+            tr=pk.trans_in_obs,
+            nxt=pk.next_in_obs,
+            taken=actions[pk.trans_in_obs],
+            reward=pk.pack_trans(batch["reward"]).float(),
+            terminated=pk.pack_trans(batch["terminated"]).float(),
+        )
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over the transitions of x [R] (the padded batch's masked mean)."""
+        return self.packing.masked_rows(x)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -267,6 +315,7 @@ class MarlAlgorithm(pl.LightningModule):
         agent_utils: torch.Tensor | None = None,
         taken: torch.Tensor | None = None,
         avail: torch.Tensor | None = None,
+        packing: EpisodePacking | None = None,
     ) -> tuple[torch.Tensor, Signals]:
         """The sampler's per-timestep loss weights [b, T] and the ``Signals`` they came from.
 
@@ -274,18 +323,30 @@ class MarlAlgorithm(pl.LightningModule):
         [b, T, N, A] give π (computed only when the sampler needs it). Everything is detached. The
         base feeds these signals to ``sampler.update`` after ``learn``; a ``learn`` that never
         calls ``weigh`` is an error, so no algorithm can forget the sampler.
+        With ``packing``, every per-timestep tensor is given on transition rows ([R], [R, N, A]) and
+        the weights come back as rows [R]; the sampler still sees padded [b, T] signals (float32).
         """
-        detach = lambda x: None if x is None else x.detach()  # noqa: E731
-        signals = Signals(mask=mask, td=detach(td), q_tot=detach(q_tot), q_star=detach(q_star))
+        def prep(x):  # detached, float32 or wider, padded [b, T] for the sampler
+            if x is None:
+                return None
+            x = x.detach()
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
+            return x if packing is None else packing.unpack(x)
+
+        if packing is not None:
+            mask = packing.pad_mask()  # [b, T]
+        signals = Signals(mask=mask, td=prep(td), q_tot=prep(q_tot), q_star=prep(q_star))
         if "pi" in self.sampler.needs:
             if agent_utils is None or taken is None:
                 raise ValueError(f"sampler {self.sampler.name!r} needs pi: pass agent_utils and taken to weigh")
-            signals.pi = self.sampler.taken_action_probs(agent_utils.detach(), taken, avail)
+            signals.pi = prep(self.sampler.taken_action_probs(agent_utils.detach(), taken, avail))
         for name in self.sampler.needs:
             if getattr(signals, name) is None:
                 raise ValueError(f"sampler {self.sampler.name!r} needs {name!r}: {type(self).__name__} did not pass it")
         weights = self.sampler.loss_weights(signals, is_weights)  # [b, T]
         self._signals = signals
+        if packing is not None:
+            weights = weights.flatten()[packing.trans_pad_index]  # [R]
         return weights, signals
 
     # ---- optimisers ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from macpo.algos.base import EpisodeBatch, LoopSettings, masked_mean
+from macpo.algos.base import LoopSettings, PackedBatch, masked_mean
 from macpo.algos.value_based import ValueDecomposition, ValueForward
 from macpo.envs.base import BatchedEnv
 from macpo.nn.qmix_mixer import QMixer
@@ -48,12 +48,13 @@ class QMIX(ValueDecomposition):
         self.add_target("agent")
         self.add_target("mixer")
 
-    def forward_values(self, ep: EpisodeBatch) -> ValueForward:
-        q, _ = self.agent(ep.inputs)  # [b, T+1, N, A]
-        chosen = q[:, :-1].gather(-1, ep.taken[..., None]).squeeze(-1)  # [b, T, N]
-        return ValueForward(agent_qs=q, q_tot=self.mixer(chosen, ep.state[:, :-1]))  # q_tot [b, T]
+    def forward_values(self, ep: PackedBatch) -> ValueForward:
+        q = self.agent.forward_packed(ep.inputs, ep.steps)  # [R_obs, N, A]
+        chosen = q.gather(-1, ep.actions[..., None]).squeeze(-1)[ep.tr]  # [R, N]
+        return ValueForward(agent_qs=q, q_tot=self.mixer(chosen, ep.state[ep.tr]))  # q_tot [R]
 
-    def targets(self, ep: EpisodeBatch, fwd: ValueForward) -> torch.Tensor:
-        target_q, _ = self.target_agent(ep.inputs)  # [b, T+1, N, A]
-        _, target_max = self.greedy_target_values(fwd.agent_qs, target_q, ep.avail)  # [b, T+1, N]
-        return self.lambda_returns(ep, self.target_mixer(target_max, ep.state))  # [b, T]
+    def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:
+        target_q = self.target_agent.forward_packed(ep.inputs, ep.steps)  # [R_obs, N, A]
+        nxt = ep.nxt  # only the next observations' values are read
+        _, target_max = self.greedy_target_values(fwd.agent_qs[nxt], target_q[nxt], ep.avail[nxt])  # [R, N]
+        return self.lambda_returns(ep, self.target_mixer(target_max, ep.state[nxt]))  # [R]

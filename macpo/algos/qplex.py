@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from macpo.algos.base import EpisodeBatch, LoopSettings
+from macpo.algos.base import LoopSettings, PackedBatch
 from macpo.algos.value_based import ValueDecomposition, ValueForward
 from macpo.envs.base import BatchedEnv
 from macpo.nn.qplex_mixer import DuplexDuelingMixer
@@ -70,16 +70,18 @@ class QPLEX(ValueDecomposition):
         best = ValueDecomposition.greedy_actions(q, avail)  # [.., N]
         return q.detach().gather(-1, best[..., None]).squeeze(-1)
 
-    def forward_values(self, ep: EpisodeBatch) -> ValueForward:
-        q, _ = self.agent(ep.inputs)  # [b, T+1, N, A]
-        chosen = q[:, :-1].gather(-1, ep.taken[..., None]).squeeze(-1)  # [b, T, N]
-        max_q = self.greedy_values(q[:, :-1], ep.avail[:, :-1])  # [b, T, N]
-        q_tot = self.mixer(chosen, max_q, ep.taken, ep.state[:, :-1])  # [b, T]
+    def forward_values(self, ep: PackedBatch) -> ValueForward:
+        q = self.agent.forward_packed(ep.inputs, ep.steps)  # [R_obs, N, A]
+        tr = ep.tr
+        chosen = q.gather(-1, ep.actions[..., None]).squeeze(-1)[tr]  # [R, N]
+        max_q = self.greedy_values(q[tr], ep.avail[tr])  # [R, N]
+        q_tot = self.mixer(chosen[None], max_q[None], ep.taken[None], ep.state[tr][None])[0]  # [R]
         return ValueForward(agent_qs=q, q_tot=q_tot)
 
-    def targets(self, ep: EpisodeBatch, fwd: ValueForward) -> torch.Tensor:
-        target_q, _ = self.target_agent(ep.inputs)  # [b, T+1, N, A]
-        greedy, target_chosen = self.greedy_target_values(fwd.agent_qs, target_q, ep.avail)  # [b, T+1, N] ×2
-        target_max = self.greedy_values(target_q, ep.avail)  # [b, T+1, N]
-        target_tot = self.target_mixer(target_chosen, target_max, greedy, ep.state)  # [b, T+1]
-        return self.lambda_returns(ep, target_tot)  # [b, T]
+    def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:
+        target_q = self.target_agent.forward_packed(ep.inputs, ep.steps)[ep.nxt]  # [R, N, A] next observations
+        avail = ep.avail[ep.nxt]  # [R, N, A]
+        greedy, target_chosen = self.greedy_target_values(fwd.agent_qs[ep.nxt], target_q, avail)  # [R, N] ×2
+        target_max = self.greedy_values(target_q, avail)  # [R, N]
+        target_tot = self.target_mixer(target_chosen[None], target_max[None], greedy[None], ep.state[ep.nxt][None])[0]
+        return self.lambda_returns(ep, target_tot)  # [R]

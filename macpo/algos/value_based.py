@@ -5,6 +5,11 @@ One update = ``forward_values`` (online utilities and the mixed Q_tot of the tak
 through ``MarlAlgorithm.weigh``) × the method's ``scheme_weights`` → the weighted TD loss plus any
 ``extra_losses`` → one optimiser step. Exploration is ε-greedy over the shared agent's utilities,
 ε annealed linearly in env steps.
+
+Every step reads a ``PackedBatch``: the recurrent agents run on observation rows [R_obs] (each
+episode's timesteps and its final observation, no padding) and the mixers, targets and losses on
+transition rows [R] (``macpo.nn.packing``), so an update costs the timesteps actually played.
+Targets, λ-returns, the loss reduction and the sampler's signals are float32 also under bf16.
 """
 
 from __future__ import annotations
@@ -15,11 +20,10 @@ from typing import ClassVar
 
 import torch
 
-from macpo.algos.base import EpisodeBatch, LoopSettings, LossOutput, MarlAlgorithm, OptimiserSpec, masked_mean
+from macpo.algos.base import LoopSettings, LossOutput, MarlAlgorithm, OptimiserSpec, PackedBatch
 from macpo.algos.policy import EpsilonGreedyPolicy
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import RNNAgent
-from macpo.nn.targets import td_lambda_targets
 from macpo.replay.samplers.base import Sampler
 
 
@@ -27,9 +31,9 @@ from macpo.replay.samplers.base import Sampler
 class ValueForward:
     """The online networks' outputs for one batch."""
 
-    agent_qs: torch.Tensor  # [b, T+1, N, A] per-agent utilities over the whole episode
-    q_tot: torch.Tensor  # [b, T] mixed value of the taken joint actions
-    q_star: torch.Tensor | None = None  # [b, T] an unrestricted central estimate (WQMIX family)
+    agent_qs: torch.Tensor  # [R_obs, N, A] per-agent utilities on every observation row
+    q_tot: torch.Tensor  # [R] mixed value of the taken joint actions (transition rows)
+    q_star: torch.Tensor | None = None  # [R] an unrestricted central estimate (WQMIX family)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # what targets/weights share
 
 
@@ -71,18 +75,18 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
 
     # ---- to implement -----------------------------------------------------------------
     @abstractmethod
-    def forward_values(self, ep: EpisodeBatch) -> ValueForward:
-        """Online utilities [b, T+1, N, A] and Q_tot [b, T] of the taken joint actions (with grad)."""
+    def forward_values(self, ep: PackedBatch) -> ValueForward:
+        """Online utilities [R_obs, N, A] and Q_tot [R] of the taken joint actions (with grad)."""
 
     @abstractmethod
-    def targets(self, ep: EpisodeBatch, fwd: ValueForward) -> torch.Tensor:
-        """Regression targets y [b, T] (called under no_grad); may leave values in ``fwd.extras``."""
+    def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:
+        """Regression targets y [R] (called under no_grad); may leave values in ``fwd.extras``."""
 
-    def scheme_weights(self, ep: EpisodeBatch, fwd: ValueForward, y: torch.Tensor, td: torch.Tensor):
-        """The method's own per-timestep weights [b, T] on the TD loss (None: all ones)."""
+    def scheme_weights(self, ep: PackedBatch, fwd: ValueForward, y: torch.Tensor, td: torch.Tensor):
+        """The method's own per-transition weights [R] on the TD loss (None: all ones)."""
         return None
 
-    def extra_losses(self, ep: EpisodeBatch, fwd: ValueForward, y: torch.Tensor) -> dict[str, tuple]:
+    def extra_losses(self, ep: PackedBatch, fwd: ValueForward, y: torch.Tensor) -> dict[str, tuple]:
         """Further losses added to the TD loss: name → (coefficient, loss); each is logged unscaled."""
         return {}
 
@@ -130,44 +134,44 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
         """Double-Q: the online network picks each agent's action, the target network values it
         (``double_q: false``: the target network does both).
 
-        q, target_q [b, T+1, N, A], avail [b, T+1, N, A] → (greedy actions [b, T+1, N], their target Q).
+        q, target_q [*, N, A], avail [*, N, A] → (greedy actions [*, N], their target Q [*, N]).
         """
-        greedy = self.greedy_actions(q if self.double_q else target_q, avail)  # [b, T+1, N]
+        greedy = self.greedy_actions(q if self.double_q else target_q, avail)  # [*, N]
         return greedy, target_q.gather(-1, greedy[..., None]).squeeze(-1)
 
-    def lambda_returns(self, ep: EpisodeBatch, next_values: torch.Tensor) -> torch.Tensor:
-        """TD(λ) targets [b, T] from target values of every timestep [b, T+1]."""
-        return td_lambda_targets(ep.reward, ep.terminated, ep.mask, next_values, self.gamma, self.td_lambda)
+    def lambda_returns(self, ep: PackedBatch, next_values: torch.Tensor) -> torch.Tensor:
+        """TD(λ) targets [R] (float32) from the target value of each transition's next observation [R]."""
+        return ep.packing.td_lambda_targets(ep.reward, ep.terminated, next_values, self.gamma, self.td_lambda)
 
     # ---- the template -------------------------------------------------------------------
     def compute_loss(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
-        """Loss, the sampler's signals and metrics for a batch of episodes [b, T+1, ...]."""
-        ep = EpisodeBatch.of(batch, self.info.n_actions)
-        mask = ep.mask  # [b, T]
+        """Loss, the sampler's signals and metrics for a batch of episodes [b, T+1, ...] (packed first)."""
+        ep = PackedBatch.of(batch, self.info.n_actions)
         fwd = self.forward_values(ep)
+        q_tot = fwd.q_tot.float()  # [R]
         with torch.no_grad():
-            y = self.targets(ep, fwd)  # [b, T]
-        td = fwd.q_tot - y  # [b, T]
+            y = self.targets(ep, fwd)  # [R] float32
+        td = q_tot - y  # [R]
         w_sampler, signals = self.weigh(
-            mask, is_weights, td=td, q_tot=fwd.q_tot, q_star=fwd.q_star,
-            agent_utils=fwd.agent_qs[:, :-1], taken=ep.taken, avail=ep.avail[:, :-1],
+            None, is_weights, td=td, q_tot=q_tot, q_star=fwd.q_star,
+            agent_utils=fwd.agent_qs[ep.tr], taken=ep.taken, avail=ep.avail[ep.tr], packing=ep.packing,
         )  # fmt: skip
-        w_scheme = self.scheme_weights(ep, fwd, y, td.detach())  # [b, T] or None
+        w_scheme = self.scheme_weights(ep, fwd, y, td.detach())  # [R] or None
         weights = w_sampler if w_scheme is None else w_sampler * w_scheme
-        td_loss = masked_mean(weights * td.pow(2), mask)
+        td_loss = ep.mean(weights * td.pow(2))
         loss, metrics = td_loss, {}
         extra = self.extra_losses(ep, fwd, y)
         for key, (coef, value) in extra.items():
             loss = loss + coef * value
             metrics[key] = value.detach()
         metrics["loss"] = loss.detach()
-        metrics["td_error_abs"] = masked_mean(td.detach().abs(), mask)
-        metrics["q_taken_mean"] = masked_mean(fwd.q_tot.detach(), mask)
-        metrics["target_mean"] = masked_mean(y, mask)
+        metrics["td_error_abs"] = ep.mean(td.detach().abs())
+        metrics["q_taken_mean"] = ep.mean(q_tot.detach())
+        metrics["target_mean"] = ep.mean(y)
         if extra:
             metrics[self.td_loss_name] = td_loss.detach()
         if fwd.q_star is not None:
-            metrics["q_star_mean"] = masked_mean(fwd.q_star.detach(), mask)
+            metrics["q_star_mean"] = ep.mean(fwd.q_star.detach().float())
         if w_scheme is not None:
-            metrics[self.scheme_weight_name] = masked_mean(w_scheme, mask)
+            metrics[self.scheme_weight_name] = ep.mean(w_scheme)
         return LossOutput(loss, signals, metrics)

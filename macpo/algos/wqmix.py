@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from macpo.algos.base import EpisodeBatch, masked_mean
+from macpo.algos.base import PackedBatch
 from macpo.algos.qmix import QMIX
 from macpo.algos.value_based import ValueForward
 from macpo.nn.central_q import CentralQ
@@ -52,32 +52,34 @@ class WQMIX(QMIX):
         self.add_target("central")
 
     def qmix_weights(self, td, y, taken, greedy, q_star_greedy) -> torch.Tensor:
-        """WQMIX's α-weights [b, T] for the QMIX loss (1 where the scheme keeps full weight)."""
+        """WQMIX's α-weights [*] for the QMIX loss (1 where the scheme keeps full weight).
+
+        td, y, q_star_greedy [*]; taken, greedy [*, N] (* = transition rows, or b, T)."""
         if self.weighting == "none":
             return torch.ones_like(td)
         if self.weighting == "ow":
             return torch.where(td < 0, torch.ones_like(td), torch.full_like(td, self.w))
-        is_greedy = (taken == greedy).all(-1)  # [b, T]
+        is_greedy = (taken == greedy).all(-1)  # [*]
         keep = is_greedy | (y > q_star_greedy)
         return torch.where(keep, torch.ones_like(td), torch.full_like(td, self.w))
 
-    def forward_values(self, ep: EpisodeBatch) -> ValueForward:
+    def forward_values(self, ep: PackedBatch) -> ValueForward:
         fwd = super().forward_values(ep)
-        central_utils = self.central.utilities(ep.inputs)  # [b, T+1, N, A]
-        fwd.q_star = self.central.value(central_utils[:, :-1], ep.taken, ep.state[:, :-1])  # [b, T]
+        central_utils = self.central.utilities_packed(ep.inputs, ep.steps)  # [R_obs, N, A]
+        fwd.q_star = self.central.value(central_utils[ep.tr], ep.taken, ep.state[ep.tr])  # [R]
         return fwd
 
-    def targets(self, ep: EpisodeBatch, fwd: ValueForward) -> torch.Tensor:
-        chooser = fwd.agent_qs if self.double_q else self.target_agent(ep.inputs)[0]  # [b, T+1, N, A]
-        greedy = self.greedy_actions(chooser, ep.avail)  # [b, T+1, N]
-        target_utils = self.target_central.utilities(ep.inputs)  # [b, T+1, N, A]
-        target_star = self.target_central.value(target_utils, greedy, ep.state)  # [b, T+1]
+    def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:
+        chooser = fwd.agent_qs if self.double_q else self.target_agent.forward_packed(ep.inputs, ep.steps)
+        greedy = self.greedy_actions(chooser, ep.avail)  # [R_obs, N]
+        target_utils = self.target_central.utilities_packed(ep.inputs, ep.steps)  # [R_obs, N, A]
+        target_star = self.target_central.value(target_utils, greedy, ep.state).float()  # [R_obs]
         fwd.extras.update(greedy=greedy, target_star=target_star)
-        return self.lambda_returns(ep, target_star)  # [b, T]
+        return self.lambda_returns(ep, target_star[ep.nxt])  # [R]
 
-    def scheme_weights(self, ep: EpisodeBatch, fwd: ValueForward, y: torch.Tensor, td: torch.Tensor):
+    def scheme_weights(self, ep: PackedBatch, fwd: ValueForward, y: torch.Tensor, td: torch.Tensor):
         greedy, target_star = fwd.extras["greedy"], fwd.extras["target_star"]
-        return self.qmix_weights(td, y, ep.taken, greedy[:, :-1], target_star[:, :-1])  # [b, T]
+        return self.qmix_weights(td, y, ep.taken, greedy[ep.tr], target_star[ep.tr])  # [R]
 
-    def extra_losses(self, ep: EpisodeBatch, fwd: ValueForward, y: torch.Tensor) -> dict:
-        return {"central_loss": (self.central_loss_coef, masked_mean((fwd.q_star - y).pow(2), ep.mask))}
+    def extra_losses(self, ep: PackedBatch, fwd: ValueForward, y: torch.Tensor) -> dict:
+        return {"central_loss": (self.central_loss_coef, ep.mean((fwd.q_star.float() - y).pow(2)))}

@@ -160,18 +160,25 @@ class PredatorPrey(BatchedEnv):
         prey_order = noise[:, n : n + p].argsort(dim=1)  # [B, P]
         prey_move_noise = noise[:, n + p :].view(b, p, 4)  # [B, P, 4]
 
-        # 1. agents move one at a time; a move into an occupied (or border) cell fails
+        # 1. agents move one at a time; a move into an occupied (or border) cell fails. The loop
+        #    works on the flat [B·C] occupancy with precomputed flat indices (index_select and
+        #    index_put_ on one dim: a few cheap ops per agent instead of 2-D advanced indexing)
         cell_in_order = self._agent_cell.gather(1, agent_order)  # [B, N]
         target_in_order = cell_in_order + self._action_offset[actions.gather(1, agent_order)]  # [B, N]
         acting_in_order = acting.gather(1, agent_order)  # [B, N]
-        new_cells = []
+        base = (batch * occupied.shape[1])[:, None]  # [B, 1] flat offset of each env's grid
+        cell_flat = (cell_in_order + base).t().contiguous()  # [N, B]
+        target_flat = (target_in_order + base).t().contiguous()  # [N, B]
+        acting_t = acting_in_order.t().contiguous()  # [N, B]
+        occ = occupied.view(-1)  # [B·C]
+        moved_all = torch.empty(n, b, dtype=torch.bool, device=self.device)  # [N, B]
         for k in range(n):
-            cell, target = cell_in_order[:, k], target_in_order[:, k]  # [B]
-            moved = acting_in_order[:, k] & ~occupied[batch, target]  # [B]
-            occupied[batch, cell] &= ~moved
-            occupied[batch, target] |= moved
-            new_cells.append(torch.where(moved, target, cell))
-        self._agent_cell = self._agent_cell.scatter(1, agent_order, torch.stack(new_cells, dim=1))
+            moved = torch.logical_and(acting_t[k], occ.index_select(0, target_flat[k]).logical_not_(), out=moved_all[k])
+            # a moving agent's own cell is occupied by it alone: it frees; its target fills
+            occ.index_put_((cell_flat[k],), occ.index_select(0, cell_flat[k]).logical_and_(moved.logical_not()))
+            occ.index_put_((target_flat[k],), moved, accumulate=True)
+        new_cells = torch.where(moved_all.t(), target_in_order, cell_in_order)  # [B, N]
+        self._agent_cell = self._agent_cell.scatter(1, agent_order, new_cells)
 
         # 2. each living prey in random order: capture, punish a lone catcher, or flee
         catching = acting & (actions == CATCH)  # [B, N]
@@ -180,32 +187,33 @@ class PredatorPrey(BatchedEnv):
         catcher_grid = catcher_count.scatter_add_(1, self._agent_cell, catching.long()) > 0  # [B, C]
         prey_cell_in_order = self._prey_cell.gather(1, prey_order)  # [B, P]
         prey_live_in_order = (self._prey_alive & running[:, None]).gather(1, prey_order)  # [B, P]
-        captured_count = torch.zeros(b, dtype=torch.long, device=self.device)  # [B]
-        punished_count = torch.zeros(b, dtype=torch.long, device=self.device)  # [B]
-        new_prey_cells, captured_in_order = [], []
+        neighbours_all = prey_cell_in_order.t()[:, :, None] + self._neighbour_offset  # [P, B, 4]
+        live_all = prey_live_in_order.t().contiguous()  # [P, B]
+        cell_flat_all = (prey_cell_in_order + base).t().contiguous()  # [P, B]
+        captured_all = torch.empty(p, b, dtype=torch.bool, device=self.device)  # [P, B]
+        n_catchers_all = torch.empty(p, b, dtype=torch.long, device=self.device)  # [P, B]
+        new_prey_cells = []
         for k in range(p):
-            cell, live = prey_cell_in_order[:, k], prey_live_in_order[:, k]  # [B]
-            neighbours = cell[:, None] + self._neighbour_offset  # [B, 4]
+            cell, live, neighbours = prey_cell_in_order[:, k], live_all[k], neighbours_all[k]  # [B], [B], [B, 4]
             catchers = catcher_grid.gather(1, neighbours)  # [B, 4] bool
-            n_catchers = catchers.sum(dim=1)  # [B]
-            captured = live & (n_catchers >= MIN_CATCHERS)  # [B]
-            captured_count += captured
-            punished_count += live & (n_catchers > 0) & ~captured
-            removed = catchers & captured[:, None]  # [B, 4] catchers leave the grid
-            catcher_grid.scatter_(1, neighbours, catchers & ~removed)
+            n_catchers = torch.sum(catchers, dim=1, out=n_catchers_all[k])  # [B]
+            captured = torch.logical_and(live, n_catchers >= MIN_CATCHERS, out=captured_all[k])  # [B]
+            kept = captured.logical_not()[:, None]  # [B, 1]
+            catcher_grid.scatter_(1, neighbours, catchers & kept)  # catchers of a capture leave the grid
 
             neighbour_taken = occupied.gather(1, neighbours)  # [B, 4]
-            free = ~neighbour_taken  # [B, 4]
-            flees = live & ~captured & free.any(dim=1)  # [B]
+            free = neighbour_taken.logical_not()  # [B, 4]
+            flees = live & kept[:, 0] & free.any(dim=1)  # [B]
             choice = torch.where(free, prey_move_noise[:, k], -1.0).argmax(dim=1, keepdim=True)  # [B, 1]
             arrives = torch.zeros_like(free).scatter_(1, choice, flees[:, None])  # [B, 4]
-            occupied.scatter_(1, neighbours, (neighbour_taken & ~removed) | arrives)
-            occupied[batch, cell] &= ~(captured | flees)
+            # removed catchers (catchers & captured) free their cells; the prey's target fills
+            occupied.scatter_(1, neighbours, (neighbour_taken & (kept | ~catchers)) | arrives)
+            occ.index_put_((cell_flat_all[k],), occ.index_select(0, cell_flat_all[k]).logical_and_(kept[:, 0] & ~flees))
             new_prey_cells.append(torch.where(flees, neighbours.gather(1, choice).squeeze(1), cell))
-            captured_in_order.append(captured)
-        captured_now = torch.zeros_like(self._prey_alive).scatter_(
-            1, prey_order, torch.stack(captured_in_order, dim=1)
-        )  # [B, P]
+        # counted after the loop, for all prey at once: captures, and lone (punished) catches
+        captured_count = captured_all.sum(0)  # [B]
+        punished_count = (live_all & (n_catchers_all > 0) & ~captured_all).sum(0)  # [B]
+        captured_now = torch.zeros_like(self._prey_alive).scatter_(1, prey_order, captured_all.t())  # [B, P]
         self._prey_alive &= ~captured_now
         self._prey_cell = self._prey_cell.scatter(1, prey_order, torch.stack(new_prey_cells, dim=1))
         # a catching agent whose cell was cleared from the catcher grid was removed by a capture

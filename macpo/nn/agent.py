@@ -49,3 +49,17 @@ class RNNAgent(nn.Module):
         if self.q_clamp is not None:
             q = q.clamp(*self.q_clamp)
         return q, h_last
+
+    def forward_packed(self, inputs: torch.Tensor, step_sizes: list[int]) -> torch.Tensor:
+        """Q-values on a packed episode batch (``macpo.nn.packing``), from a zero hidden state.
+
+        inputs [R, N, I] (observation rows, time-major, ``step_sizes[t]`` episodes at step t)
+        → q [R, N, A]; each of an episode's N agents is its own sequence of the GRU.
+        """
+        r, n, i = inputs.shape
+        x = F.relu(self.fc1(inputs.reshape(r * n, i)), inplace=True)  # [R·N, H]
+        h = self.rnn.packed(x, [m * n for m in step_sizes])  # [R·N, H]
+        q = self.fc2(h).view(r, n, -1)  # [R, N, A]
+        if self.q_clamp is not None:
+            q = q.clamp(*self.q_clamp)
+        return q

@@ -26,7 +26,7 @@ class CentralMixer(nn.Module):
         self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """agent_qs [B, T, N], state [B, T, S] → Q* [B, T]."""
+        """agent_qs [*, N], state [*, S] → Q* [*] (* = B, T or packed rows R)."""
         x = torch.cat([agent_qs, state], dim=-1)  # [B, T, N + S]
         return (self.net(x) + self.value(state)).squeeze(-1)
 
@@ -44,7 +44,11 @@ class CentralQ(nn.Module):
         """inputs [B, T, N, I] → per-agent, per-action utilities [B, T, N, A]."""
         return self.agent(inputs)[0]
 
+    def utilities_packed(self, inputs: torch.Tensor, step_sizes: list[int]) -> torch.Tensor:
+        """Packed observation rows [R, N, I] → utilities [R, N, A] (see ``RNNAgent.forward_packed``)."""
+        return self.agent.forward_packed(inputs, step_sizes)
+
     def value(self, utilities: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """Q* at joint actions [B, T, N] given utilities [B, T, N, A] and state [B, T, S] → [B, T]."""
+        """Q* at joint actions [*, N] given utilities [*, N, A] and state [*, S] → [*] (e.g. * = B, T or rows)."""
         chosen = utilities.gather(-1, actions[..., None]).squeeze(-1)  # [B, T, N]
         return self.mixer(chosen, state)

@@ -29,6 +29,13 @@ to float rounding); and the big intermediate tensors are chunk-sized, so they st
 Input may carry several batch dims, ``x [T, *batch, I]``, with any strides: the RNN agent passes its
 ``[B, T, N, H]`` features transposed to ``[T, B, N, H]`` without copying them, and gets ``h_seq``
 laid out in memory like ``x``.
+
+Learner updates use the packed variant (``FusedGRU.packed``, ``packed_gru``): a time-major batch
+holding at each step only the sequences still running (``PackedSequence``'s layout), so an update
+pays for real timesteps only (``macpo.nn.packing``). Its backward stores no per-step factors: it
+recomputes each chunk's gates from the saved outputs (two chunk-wide matmuls), which keeps an
+update's memory to its activations. Under autocast (``trainer.precision=bf16-mixed``) both paths
+run their matmuls and gates in bfloat16 and sum the weight gradients in float32.
 """
 
 from __future__ import annotations
@@ -57,10 +64,29 @@ ROWS_PER_CHUNK = 2048  # sequences × timesteps per chunk: measured fastest at 1
 _Z, _N_IN, _R, _ZG, _N_HID = range(5)
 
 
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+
+
+#: dtypes whose matmuls go through oneDNN (bfloat16 only where the CPU has native bf16 dot products)
+ONEDNN_DTYPES = (torch.float32, torch.bfloat16) if _native_bf16() else (torch.float32,)
+
+
 def _fast_path(x: torch.Tensor) -> bool:
     """Whether x's matmul goes through oneDNN (``torch.backends.mkldnn.enabled = False`` turns it off)."""
-    return (USE_ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu"
+    return (USE_ONEDNN and x.dtype in ONEDNN_DTYPES and x.device.type == "cpu"
             and x.shape[0] >= ONEDNN_MIN_ROWS and torch.backends.mkldnn.enabled)  # fmt: skip
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """bfloat16/float16 where autocast is on for x's device, else x's own dtype."""
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return x.dtype
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -104,13 +130,15 @@ def _flat(x: torch.Tensor, m: int) -> torch.Tensor | None:
 
 
 class FactorStore:
-    """Lends the factor buffer of the last finished backward to the next forward of the same shape.
+    """Lends the factor buffer of the last finished backward to the next forward that fits in it.
 
     The buffer is the largest tensor of an update ([T, M, 5, H]: 260 MB at batch 128 × 8 agents ×
     201 steps); allocating it afresh each update costs as much as a fifth of the GRU's time in page
-    faults on this project's machines. A backward only reads it and hands it back when it ends, so
-    ``retain_graph`` works; should a later forward overwrite it first, autograd's version check
-    makes the old graph's next backward raise instead of computing wrong gradients.
+    faults on this project's machines. Packed batches differ in size from update to update, so the
+    buffer is kept flat and lent as a view of its first elements when it is large enough. A backward
+    only reads it and hands it back when it ends, so ``retain_graph`` works; should a later forward
+    overwrite it first, autograd's version check makes the old graph's next backward raise instead
+    of computing wrong gradients.
     """
 
     def __init__(self) -> None:
@@ -118,12 +146,18 @@ class FactorStore:
 
     def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         buf, self.spare = self.spare, None
-        if buf is not None and buf.shape == shape and buf.dtype == like.dtype and buf.device == like.device:
-            return buf
-        return like.new_empty(shape)
+        numel = math.prod(shape)
+        if buf is not None and buf.numel() >= numel and buf.dtype == like.dtype and buf.device == like.device:
+            return buf[:numel].view(shape)
+        del buf  # free the old one before allocating a larger one
+        return like.new_empty(numel).view(shape)
 
     def give_back(self, buf: torch.Tensor) -> None:
-        self.spare = buf
+        base = buf._base if buf._base is not None else buf
+        self.spare = base.view(-1)
+
+    def clear(self) -> None:
+        self.spare = None
 
 
 class _Recurrence:
@@ -247,9 +281,203 @@ def gru_sequence(x, h0, w_ih, w_hh, b_ih, b_hh, store: FactorStore | None = None
     With autograd recording, one fused autograd node (``store`` lends it a factor buffer);
     otherwise a plain loop that saves nothing.
     """
-    if torch.is_grad_enabled() and any(a.requires_grad for a in (x, h0, w_ih, w_hh, b_ih, b_hh)):
-        return _GRUSequence.apply(x, h0, w_ih, w_hh, b_ih, b_hh, store or FactorStore())
-    return gru_forward_no_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
+    cd = compute_dtype(x)  # under autocast: everything in its dtype (the weights cast differentiably)
+    if cd != x.dtype or cd != w_ih.dtype:
+        x, h0, w_ih, w_hh, b_ih, b_hh = (a.to(cd) for a in (x, h0, w_ih, w_hh, b_ih, b_hh))
+    with torch.autocast(x.device.type, enabled=False):
+        if torch.is_grad_enabled() and any(a.requires_grad for a in (x, h0, w_ih, w_hh, b_ih, b_hh)):
+            return _GRUSequence.apply(x, h0, w_ih, w_hh, b_ih, b_hh, store or FactorStore())
+        return gru_forward_no_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
+
+
+# ---- packed sequences ---------------------------------------------------------------------------
+# A packed batch holds at each step only the sequences still running, longest first (PyTorch's
+# ``PackedSequence`` layout): x [R, I] with R = Σ_t m_t rows, step t's rows x[o_t : o_t + m_t], and
+# the m_{t+1} sequences of step t+1 the first m_{t+1} of step t's. Each step costs its real rows.
+
+
+def _packed_chunks(step_rows: list[int]) -> list[tuple[int, int]]:
+    """Steps grouped so that each group holds about ``ROWS_PER_CHUNK`` rows."""
+    chunks, c0, rows = [], 0, 0
+    for t, m in enumerate(step_rows):
+        rows += m
+        if rows >= ROWS_PER_CHUNK:
+            chunks.append((c0, t + 1))
+            c0, rows = t + 1, 0
+    if c0 < len(step_rows):
+        chunks.append((c0, len(step_rows)))
+    return chunks
+
+
+def _mm_into(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """acc += a @ b, with acc float32 whatever the operands' precision (weight-gradient sums)."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+    else:
+        acc += (a @ b).to(acc.dtype)
+
+
+class _PackedRecurrence:
+    """The forward walk over a packed batch: x [R, I], m_t rows per step → h [R, H]."""
+
+    def __init__(self, x, h0, step_rows, w_ih, w_hh, b_ih, b_hh):
+        cd = x.dtype  # compute dtype (bfloat16 under autocast, else the weights' float32)
+        self.x, self.step_rows = x, step_rows
+        self.w_ih, self.w_hh = w_ih.to(cd).contiguous(), w_hh.to(cd).contiguous()
+        self.b_ih, self.b_hh = b_ih.to(cd), b_hh.to(cd)
+        self.offsets = [0]
+        for m in step_rows:
+            self.offsets.append(self.offsets[-1] + m)
+        if self.offsets[-1] != x.shape[0]:
+            raise ValueError(f"packed GRU: step rows sum to {self.offsets[-1]}, input has {x.shape[0]} rows")
+        self.hd = hd = w_hh.shape[1]
+        m0 = step_rows[0] if step_rows else 0
+        self.h0 = h0.to(cd)  # [m_0, H]
+        self.h = x.new_empty(x.shape[0], hd)  # [R, H]
+        self.rz, self.n, self.diff = x.new_empty(m0, 2 * hd), x.new_empty(m0, hd), x.new_empty(m0, hd)
+
+    def h_prev(self, t: int) -> torch.Tensor:
+        m, o = self.step_rows[t], self.offsets
+        return self.h0[:m] if t == 0 else self.h[o[t - 1] : o[t - 1] + m]
+
+    def steps(self):
+        """Runs the recurrence; yields (t, m_t, gh [m_t, 3H]) after each step (r, z in ``rz[:m]``, n in
+        ``n[:m]``, h_{t-1} − n in ``diff[:m]``), so the caller can derive the backward factors."""
+        hd, o = self.hd, self.offsets
+        for c0, c1 in _packed_chunks(self.step_rows):
+            gi = _linear(self.x[o[c0] : o[c1]], self.w_ih, self.b_ih)  # [rows of the chunk, 3H]
+            for t in range(c0, c1):
+                m, h_prev = self.step_rows[t], self.h_prev(t)
+                gh = _linear(h_prev, self.w_hh, self.b_hh)  # [m, 3H]
+                gi_t, rz, n, diff = gi[o[t] - o[c0] : o[t] - o[c0] + m], self.rz[:m], self.n[:m], self.diff[:m]
+                torch.add(gi_t[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
+                rz.sigmoid_()
+                torch.addcmul(gi_t[:, 2 * hd :], rz[:, :hd], gh[:, 2 * hd :], out=n)
+                n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
+                torch.sub(h_prev, n, out=diff)
+                torch.addcmul(n, rz[:, hd:], diff, out=self.h[o[t] : o[t] + m])  # (1 − z)·n + z·h_{t-1}
+                yield t, m, gh
+
+
+class _PackedGRU(torch.autograd.Function):
+    """Autograd for a packed batch: (x [R, I], h0 [m_0, H], weights) → h [R, H].
+
+    Unlike ``_GRUSequence`` it keeps no per-step factors (5 H per row: 260 MB per network at
+    predator-prey size): the backward recomputes them one chunk at a time from x and the saved
+    outputs h, with two chunk-sized matmuls (x W_ihᵀ and h_{t-1} W_hhᵀ for all the chunk's rows
+    at once) and a few elementwise ops, so the memory of an update is the activations alone.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, step_rows):
+        rec = _PackedRecurrence(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh)
+        for _ in rec.steps():
+            pass
+        ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.b_ih, rec.b_hh, rec.h)
+        ctx.step_rows, ctx.offsets = step_rows, rec.offsets
+        ctx.param_dtype = w_ih.dtype
+        return rec.h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_h):
+        x, h0, w_ih, w_hh, b_ih, b_hh, h = ctx.saved_tensors
+        step_rows, o = ctx.step_rows, ctx.offsets
+        hd, i, cd, pd = w_hh.shape[1], x.shape[-1], x.dtype, ctx.param_dtype
+        need_x, need_h0, need_wih, need_whh, need_bih, need_bhh = ctx.needs_input_grad[:6]
+        grad_h = grad_h.to(cd)
+        w_hh_t = w_hh.t().contiguous()  # [H, 3H]
+        w_ih_nrz_t = torch.cat([w_ih[2 * hd :], w_ih[: 2 * hd]]).t().contiguous()  # [I, 3H], rows n, r, z
+        dx = torch.empty_like(x) if need_x else None  # [R, I]
+        acc = dict(dtype=torch.promote_types(pd, torch.float32), device=x.device)  # sums at ≥ float32
+        dw_ih_nrz, dw_hh = torch.zeros(3 * hd, i, **acc), torch.zeros(3 * hd, hd, **acc)
+        db_ih_nrz, db_hh = torch.zeros(3 * hd, **acc), torch.zeros(3 * hd, **acc)
+        t_len = len(step_rows)
+        dh0 = None
+        dh_all = x.new_empty(step_rows[0] if t_len else 0, hd)  # ∂L/∂h_t in its first m_t rows
+        dh = dh_all[: step_rows[-1] if t_len else 0]
+        dh.copy_(grad_h[o[t_len - 1] :] if t_len else grad_h[:0])
+        chunks = _packed_chunks(step_rows)
+        most = max((o[c1] - o[c0] for c0, c1 in chunks), default=0)
+        f_buf = x.new_empty(most, 5, hd)  # one chunk's factors, then (in place) its ∂L/∂(pre-activations)
+        h_prev = x.new_empty(most, hd)  # one chunk's h_{t-1} rows
+        rz_buf, n_buf, tmp_buf = x.new_empty(most, 2 * hd), x.new_empty(most, hd), x.new_empty(most, hd)
+        one = x.new_ones(())
+        for c0, c1 in reversed(chunks):
+            rows = o[c1] - o[c0]
+            for t in range(c0, c1):
+                m, lo = step_rows[t], o[t] - o[c0]
+                h_prev[lo : lo + m].copy_(h0[:m] if t == 0 else h[o[t - 1] : o[t - 1] + m])
+            # the forward's gates of the whole chunk, recomputed (same equations as _PackedRecurrence)
+            hp, f = h_prev[:rows], f_buf[:rows]
+            gi = _linear(x[o[c0] : o[c1]], w_ih, b_ih)  # [rows, 3H]
+            gh = _linear(hp, w_hh, b_hh)  # [rows, 3H]
+            rz, n, tmp = rz_buf[:rows], n_buf[:rows], tmp_buf[:rows]
+            torch.add(gi[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
+            rz.sigmoid_()
+            r, z = rz[:, :hd], rz[:, hd:]
+            torch.addcmul(gi[:, 2 * hd :], r, gh[:, 2 * hd :], out=n)
+            n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
+            f[:, _Z].copy_(z)  # ∂h_t/∂h_{t-1} along the direct path
+            torch.sub(one, z, out=tmp)
+            _tanh_backward(tmp, n, grad_input=f[:, _N_IN])  # (1 − z)(1 − n²)
+            torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
+            torch.mul(f[:, _N_IN], gh[:, 2 * hd :], out=tmp)
+            _sigmoid_backward(tmp, r, grad_input=f[:, _R])
+            torch.sub(hp, n, out=tmp)
+            _sigmoid_backward(tmp, z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
+            del gi, gh
+            for t in range(c1 - 1, c0 - 1, -1):
+                m, lo = step_rows[t], o[t] - o[c0]
+                d = torch.mul(f[lo : lo + m], dh.unsqueeze(1), out=f[lo : lo + m])  # [m, 5, H]
+                back = _linear_add(d[:, _R:].reshape(m, 3 * hd), d[:, _Z], w_hh_t)  # ∂L/∂h_{t-1} via step t
+                if t > 0:
+                    dh = dh_all[: step_rows[t - 1]]  # step t's ∂L/∂h_t is consumed: reuse its rows
+                    dh.copy_(grad_h[o[t - 1] : o[t]])
+                    dh[:m] += back
+                else:
+                    dh0 = back
+            flat = f.view(rows, 5 * hd)
+            d_in, d_hid = flat[:, _N_IN * hd : (_ZG + 1) * hd], flat[:, _R * hd :]  # [rows, 3H] each
+            if need_x:
+                dx[o[c0] : o[c1]] = _linear(d_in, w_ih_nrz_t, None)
+            if need_wih:
+                _mm_into(dw_ih_nrz, d_in.t(), x[o[c0] : o[c1]])
+            if need_whh:
+                _mm_into(dw_hh, d_hid.t(), hp)
+            if need_bih:
+                db_ih_nrz += d_in.sum(0, dtype=db_ih_nrz.dtype)
+            if need_bhh:
+                db_hh += d_hid.sum(0, dtype=db_hh.dtype)
+
+        def to_rzn(v):  # rows (n, r, z) → PyTorch's (r, z, n)
+            return torch.cat([v[hd:], v[:hd]]).to(pd)
+
+        if need_h0:
+            grad_h0 = torch.zeros(h0.shape, dtype=pd, device=x.device)
+            if dh0 is not None:
+                grad_h0[: dh0.shape[0]] = dh0
+        return (dx, grad_h0 if need_h0 else None, to_rzn(dw_ih_nrz) if need_wih else None,
+                dw_hh.to(pd) if need_whh else None, to_rzn(db_ih_nrz) if need_bih else None,
+                db_hh.to(pd) if need_bhh else None, None)  # fmt: skip
+
+
+def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
+    """PyTorch's single-layer GRU over a packed batch: x [R, I], h0 [m_0, H], ``step_rows`` [T] ints
+    (non-increasing, Σ = R) → h [R, H] (each step's output rows in x's order).
+
+    Under autocast the matmuls and gates run in its dtype (bfloat16) while the weight gradients are
+    summed in float32 and returned in the weights' dtype.
+    """
+    cd = compute_dtype(x)
+    x = x.to(cd)
+    with torch.autocast(x.device.type, enabled=False):
+        if torch.is_grad_enabled() and any(a.requires_grad for a in (x, h0, w_ih, w_hh, b_ih, b_hh)):
+            return _PackedGRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, list(step_rows))
+        rec = _PackedRecurrence(x, h0, list(step_rows), w_ih, w_hh, b_ih, b_hh)
+        for _ in rec.steps():
+            pass
+        return rec.h
 
 
 class FusedGRU(nn.GRU):
@@ -299,3 +527,18 @@ class FusedGRU(nn.GRU):
         )  # [T, *batch, H]
         out = h_seq.movedim(0, -2) if self.batch_first else h_seq
         return out, h_seq[-1].reshape(1, m, self.hidden_size)  # output, h_n [1, M, H]
+
+    def packed(self, x: torch.Tensor, step_rows: list[int]) -> torch.Tensor:
+        """h [R, H] for a packed batch x [R, I] with ``step_rows[t]`` sequences at step t (from a zero state).
+
+        CPU: ``packed_gru``; elsewhere ``nn.GRU`` on the same rows as a ``PackedSequence`` (cuDNN).
+        """
+        if x.dim() != 2 or x.shape[-1] != self.input_size:
+            raise ValueError(f"FusedGRU.packed: x must be [rows, {self.input_size}], got {tuple(x.shape)}")
+        m0 = step_rows[0] if len(step_rows) else 0
+        if not self.fused_applies(x.unsqueeze(0)):
+            sizes = torch.as_tensor(list(step_rows), dtype=torch.int64)
+            out, _ = super().forward(nn.utils.rnn.PackedSequence(x, sizes))
+            return out.data
+        h0 = x.new_zeros(m0, self.hidden_size, dtype=self.weight_hh_l0.dtype)
+        return packed_gru(x, h0, step_rows, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)

@@ -21,10 +21,10 @@ class QMixer(nn.Module):
         self.hyper_b2 = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """agent_qs [B, T, N], state [B, T, S] → Q_tot [B, T]."""
-        b, t, n = agent_qs.shape
-        qs = agent_qs.reshape(b * t, n, 1)  # [BT, N, 1]
-        s = state.reshape(b * t, -1)  # [BT, S]
+        """agent_qs [*, N], state [*, S] → Q_tot [*] (* = B, T, or packed rows R)."""
+        lead, n = agent_qs.shape[:-1], agent_qs.shape[-1]
+        qs = agent_qs.reshape(-1, n, 1)  # [BT, N, 1]
+        s = state.reshape(qs.shape[0], -1)  # [BT, S]
         # Broadcast-multiply-and-sum instead of bmm: bmm over tens of thousands of 1×N by N×E
         # products is several times slower on CPU, and the result is the same.
         w1 = self.hyper_w1(s).abs().view(-1, n, self.embed_dim)  # [BT, N, E]
@@ -32,4 +32,4 @@ class QMixer(nn.Module):
         hidden = F.elu((qs * w1).sum(1) + b1)  # [BT, E]
         w2 = self.hyper_w2(s).abs()  # [BT, E]
         b2 = self.hyper_b2(s).squeeze(-1)  # [BT]
-        return ((hidden * w2).sum(-1) + b2).view(b, t)
+        return ((hidden * w2).sum(-1) + b2).view(lead)

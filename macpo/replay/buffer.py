@@ -26,7 +26,8 @@ class EpisodeBuffer:
 
     Storage dtypes are per field (observations as uint8 for 0/1 grids, float16 for SMAC), and
     memory is reserved lazily (``torch.empty``) so the resident size grows with what is stored.
-    Reading casts back to float32 / long and trims the time axis to the longest stored episode.
+    Reading (``gather``) trims the time axis to the longest sampled episode and keeps the storage
+    dtypes; indexing (``buffer[idx]``) also casts back to float32 / long.
     """
 
     def __init__(self, capacity: int, env_info: EnvInfo, device: torch.device | str = "cpu") -> None:
@@ -64,15 +65,22 @@ class EpisodeBuffer:
         self.n_stored = min(self.n_stored + k, self.capacity)
         return slots
 
-    def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Episodes at slots ``idx`` [b] as float32 / long / bool tensors [b, T'+1, ...]."""
+    def gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Episodes at slots ``idx`` [b] in their storage dtypes [b, T'+1, ...], trimmed to the longest.
+
+        What the learners read: they pack the real timesteps first and cast only those rows
+        (``macpo.nn.packing``), so no float32 copy of the padded batch is ever made.
+        """
         idx = idx.to(self.device)
         filled = self.data["filled"][idx]  # [b, T+1]
         t_len = int(filled.sum(1).max().item()) + 1  # longest episode + its final observation
         t_len = min(max(t_len, 2), self.max_t)
+        return {name: store[idx, :t_len] for name, store in self.data.items()}
+
+    def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Episodes at slots ``idx`` [b] as float32 / long / bool tensors [b, T'+1, ...]."""
         out = {}
-        for name, store in self.data.items():
-            x = store[idx, :t_len]
+        for name, x in self.gather(idx).items():
             if name == "actions":
                 x = x.long()
             elif x.dtype in (torch.uint8, torch.float16, torch.bfloat16):

@@ -61,9 +61,10 @@ class ReplayDataModule(pl.LightningDataModule):
         return len(self.buffer) >= self.batch_size
 
     def sample(self, progress: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Slots [b], the episodes at them, and their importance weights [b]."""
+        """Slots [b], the episodes at them (storage dtypes: see ``EpisodeBuffer.gather``), and
+        their importance weights [b]."""
         idx, is_weights = self.sampler.sample(self.batch_size, len(self.buffer), progress)
-        return idx, self.buffer[idx], is_weights
+        return idx, self.buffer.gather(idx), is_weights
 
     # Lightning checkpoint hooks: the buffer and the sampler's stored priorities travel with the
     # model unless ``save_buffer`` is false; a run resumed without them refills the buffer from

@@ -57,10 +57,10 @@ def validate(cfg: DictConfig, base_dir: str | os.PathLike | None = None, multiru
         )
     resolve_device(cfg.device)
     precision = str(cfg.trainer.get("precision", "32-true"))
-    if precision not in ("32", "32-true"):
+    if precision not in ("32", "32-true", "bf16-mixed", "bf16"):
         raise ConfigError(
-            f"trainer.precision={precision} is not implemented: the hand-written GRU backward "
-            "(macpo/nn/fused_gru.py) is fp32-only; use trainer.precision=32-true"
+            f"trainer.precision={precision} is not supported: use 32-true (float32) or bf16-mixed "
+            "(bfloat16 matmuls and GRU, float32 targets, losses and sampler weights)"
         )
     _check_env(cfg, build_env)
     _check_algo_and_sampler(cfg)
