@@ -61,13 +61,13 @@ def test_fused_gru_runs_in_bf16_under_autocast_and_keeps_fp32_grads():
 
 @pytest.mark.slow
 def test_qmix_bf16_final_returns_within_seed_noise_of_fp32(tmp_path, compose_cfg):
-    """QMIX on the small predator-prey (the demo budget cut to 8k steps), 3 seeds each: bf16-mixed ends within
+    """QMIX on the small predator-prey (the demo budget, 12k steps), 3 seeds each: bf16-mixed ends within
     seed noise of fp32 (difference of means ≤ 2 standard errors of that difference)."""
     finals = {}
     for precision in ("32-true", "bf16-mixed"):
         finals[precision] = [
             train.run(compose_cfg([
-                "env=predator_prey_small", "algo=qmix", "sampler=uniform", "budget=demo", "t_max=8000", "device=cpu",
+                "env=predator_prey_small", "algo=qmix", "sampler=uniform", "budget=demo", "device=cpu",
                 f"seed={seed}", f"trainer.precision={precision}", "progress_bar=false",
                 f"logger.tracking_uri=sqlite:///{tmp_path}/{precision}.db",
                 f"checkpoint.dir={tmp_path}/ckpt-{precision}",
