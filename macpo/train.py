@@ -22,7 +22,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from macpo.algos.base import LoopSettings
 from macpo.callbacks import EnvStepProgressBar, GreedyEvaluation
 from macpo.checkpointing import RunCheckpoint, RunLock, remove_resume_files, resumable_checkpoint, run_checkpoint_dir
-from macpo.envs.factory import make_env
+from macpo.envs.factory import check_env_config, make_env
 from macpo.replay.datamodule import ReplayDataModule
 from macpo.run_identity import IDENTITY_TAG, run_identity
 from macpo.sweeps import is_multirun, job_tags, selected_sweep
@@ -81,6 +81,10 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.precision={precision} is not implemented: the hand-written GRU backward "
             "(macpo/nn/fused_gru.py) is fp32-only; use trainer.precision=32-true"
         )
+    try:  # SMAC backend installed, map known to it, simulator version current
+        check_env_config(cfg.env)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if cfg.env.get("backend") == "sc2":  # the real game: check the install before touching the store
         from macpo.envs.sc2_adapter import Sc2BackendUnavailable, check_sc2_install
 
@@ -127,6 +131,9 @@ def run_tags(cfg: DictConfig, identity: str | None = None) -> dict[str, str]:
         tags["punishment"] = str(float(cfg.env.punishment))
     if "map_name" in cfg.env:
         tags["map_name"] = str(cfg.env.map_name)
+    for key in ("backend", "sim_version"):  # which simulator: figures never pool across them silently
+        if key in cfg.env:
+            tags[f"env.{key}"] = str(cfg.env[key])
     if identity is not None:
         tags[IDENTITY_TAG] = identity
     tags.update(job_tags())  # budget and grid cell, when launched by Hydra

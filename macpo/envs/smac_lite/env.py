@@ -46,12 +46,18 @@ from macpo.envs.smac_lite.combat import (
     heal,
     nearest,
     regenerate_shields,
+    separate,
     step_toward,
 )
-from macpo.envs.smac_lite.enemy_ai import choose_enemy_targets
+from macpo.envs.smac_lite.enemy_ai import RANGE_TOLERANCE, choose_enemy_targets
 from macpo.envs.smac_lite.maps import MapSpec, get_map
 from macpo.envs.smac_lite.roster import Roster
+from macpo.envs.smac_lite.units import DAMAGE_POINT
 
+#: version of the battle rules; conf/env/<map>.yaml's ``sim_version`` must match it. 1: the first
+#: stand-in; 2: StarCraft II's automatic targeting, firing after a walk, chasing, collisions,
+#: Medivac rates at "faster" speed (docs/smac_lite.md).
+SIM_VERSION = 2
 GAME_LOOPS_PER_SECOND = 22.4
 GAME_LOOPS_PER_STEP = 8
 STEP_SECONDS = GAME_LOOPS_PER_STEP / GAME_LOOPS_PER_SECOND
@@ -64,7 +70,6 @@ REWARD_PER_KILL = 10.0
 REWARD_WIN = 200.0
 REWARD_SCALE = 20.0  # the episode's maximum scaled reward
 ARRIVAL_RADIUS = 1.5  # an enemy this close to the attack point has arrived there
-RANGE_TOLERANCE = 1e-4  # reach slack for float round-off after walking exactly into range
 _MOVE_DIRECTIONS = ((0.0, 1.0), (0.0, -1.0), (1.0, 0.0), (-1.0, 0.0))  # N, S, E, W
 
 
@@ -161,7 +166,7 @@ class SmacLiteEnv(BatchedEnv):
         self._cooldown = torch.zeros(b, u, device=dev)  # seconds until the weapon is ready
         self._since_damage = torch.full((b, u), 1e3, device=dev)  # seconds since last damaged
         self._target = torch.full((b, u), -1, dtype=torch.long, device=dev)  # enemy AI memory
-        self._last_attacker = torch.full((b, u), -1, dtype=torch.long, device=dev)
+        self._engaged_on = torch.full((b, u), -1, dtype=torch.long, device=dev)  # slot each unit is attacking
         self._arrived = torch.zeros(b, self.n_enemies, dtype=torch.bool, device=dev)  # at the attack point
         self._last_action = torch.zeros(b, self.n_agents, self.n_actions, device=dev)  # one-hot
         self._t = torch.zeros(b, dtype=torch.long, device=dev)
@@ -199,7 +204,7 @@ class SmacLiteEnv(BatchedEnv):
                 value = torch.as_tensor(value, dtype=torch.float32, device=self.device)
                 setattr(self, name, value.expand(shape).clone())
         self._target.fill_(-1)  # the enemy AI starts afresh
-        self._last_attacker.fill_(-1)
+        self._engaged_on.fill_(-1)
         self._arrived.fill_(False)
         self._observation = None
 
@@ -236,7 +241,7 @@ class SmacLiteEnv(BatchedEnv):
         ) & alive.unsqueeze(1)  # [B, N, U]: a holding agent picks the nearest of these and acts once it is in reach
         agent_target = torch.where(slot >= 0, ordered, torch.where(hold, nearest(hold_ok, dist[:, :n]), -1))
         enemy_target, enemy_memory = choose_enemy_targets(
-            dist, alive, damaged, self._target[:, n:], self._last_attacker[:, n:], self._arrived, r, SIGHT_RANGE
+            dist, alive, damaged, self._target[:, n:], self._engaged_on, self._arrived, r, SIGHT_RANGE
         )  # [B, E]
         target = torch.cat([agent_target, enemy_target], 1)  # [B, U]
         has_target = target >= 0
@@ -249,15 +254,25 @@ class SmacLiteEnv(BatchedEnv):
         free_goal = torch.cat(
             [pos[:, :n] + MOVE_AMOUNT * self._action_move[act], self._attack_point.expand(b, u - n, 2)], 1
         )  # [B, U, 2]
-        goal = torch.where(chase.unsqueeze(-1), pos.gather(1, tgt_xy), free_goal)
         max_step = r.speed * dt * alive
-        new_pos = step_toward(pos, goal, reach * chase, max_step)
+        stop_at = reach * chase
+        # A chaser follows its target through the step (the game moves both every game loop): it
+        # aims at where the target goes this step, so a same-speed runner keeps its lead.
+        first = step_toward(pos, torch.where(chase.unsqueeze(-1), pos.gather(1, tgt_xy), free_goal), stop_at, max_step)
+        goal = torch.where(chase.unsqueeze(-1), first.gather(1, tgt_xy), free_goal)
+        walked_to = step_toward(pos, goal, stop_at, max_step)  # [B, U, 2]
+        walk_time = (walked_to - pos).square().sum(-1).sqrt() / r.speed.clamp(min=1e-9)  # [B, U] seconds walking
+        new_pos = separate(walked_to, r.radius, alive & r.ground)  # bodies collide
         new_pos = torch.minimum(new_pos.clamp(min=0.0), self._bounds)
 
-        # --- attacks and heals from the new positions
+        # --- attacks and heals from the new positions. A unit that walked fires only after it
+        # stopped and wound up its weapon (damage point); the hit lands when the later of that
+        # moment and its cooldown's end falls within the step.
         to_target = (new_pos.gather(1, tgt_xy) - new_pos).square().sum(-1).sqrt()  # [B, U]
         engaged = has_target & alive & alive.gather(1, tgt) & (to_target <= reach + RANGE_TOLERANCE)
-        fire = engaged & r.can_attack[r.slot, tgt] & (self._cooldown <= dt)
+        fire_time = torch.maximum(self._cooldown, torch.where(walk_time > 0, walk_time + DAMAGE_POINT, 0.0))
+        armed_on = engaged & r.can_attack[r.slot, tgt]
+        fire = armed_on & (fire_time <= dt)
         healing = engaged & r.can_heal[r.slot, tgt]
 
         hit = r.hit[r.slot, tgt]  # [B, U] raw damage of one hit on the chosen target
@@ -280,9 +295,8 @@ class SmacLiteEnv(BatchedEnv):
 
         since_damage = torch.where(took_damage, 0.0, self._since_damage + dt)
         shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
-        cooldown = advance_cooldown(self._cooldown, fire, r.cooldown, dt)
-        attacker = torch.where(fire, r.slot, -1)
-        last_attacker = torch.full_like(attacker, -1).scatter_reduce_(1, tgt, attacker, "amax")
+        cooldown = advance_cooldown(self._cooldown, fire, fire_time, r.cooldown, dt)
+        engaged_on = torch.where(armed_on & survived & survived.gather(1, tgt), tgt, -1)  # [B, U]
 
         # --- reward (SMAC: only positive, from enemy losses) and the end of the battle
         enemy_lost = ((self._health + self._shield)[:, n:] - (health + shield)[:, n:]).sum(1)  # [B]
@@ -306,7 +320,7 @@ class SmacLiteEnv(BatchedEnv):
         self._cooldown = torch.where(a1, cooldown, self._cooldown)
         self._since_damage = torch.where(a1, since_damage, self._since_damage)
         self._target[:, n:] = torch.where(a1, enemy_memory, self._target[:, n:])
-        self._last_attacker = torch.where(a1, last_attacker, self._last_attacker)
+        self._engaged_on = torch.where(a1, engaged_on, self._engaged_on)
         at_point = (new_pos[:, n:] - self._attack_point).square().sum(-1) < ARRIVAL_RADIUS**2  # [B, E]
         self._arrived = self._arrived | (at_point & a1)
         self._last_action = torch.where(a2, F.one_hot(act, self.n_actions).float(), self._last_action)
