@@ -74,6 +74,8 @@ def choose_enemy_targets(
     committed = torch.where(keep, prev_target, acquired)
     fighter_target = torch.where(committed >= 0, committed, torch.where(arrived, nearest(visible, d), -1))
 
+    if not roster.enemy_healers:
+        return fighter_target, committed
     friends = roster.can_heal[n:] & alive.unsqueeze(1)  # [B, E, U]
     heal_target = nearest(friends, d + _UNDAMAGED_PENALTY * (~damaged).unsqueeze(1))
     healer = roster.healer[n:]

@@ -236,9 +236,10 @@ class SmacLiteEnv(BatchedEnv):
         slot = act - N_NON_ATTACK_ACTIONS
         ordered = torch.where(r.healer[:n], slot, slot + n)  # [B, N] attack enemy / heal ally slot
         hold = act == STOP
-        hold_ok = torch.where(
-            r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), r.can_attack[:n]
-        ) & alive.unsqueeze(1)  # [B, N, U]: a holding agent picks the nearest of these and acts once it is in reach
+        hold_ok = r.can_attack[:n]  # [N, U]: a holding agent picks the nearest of these and acts once in reach
+        if r.agent_healers:  # a holding Medivac heals the nearest damaged ally
+            hold_ok = torch.where(r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), hold_ok)
+        hold_ok = hold_ok & alive.unsqueeze(1)  # [B, N, U]
         agent_target = torch.where(slot >= 0, ordered, torch.where(hold, nearest(hold_ok, dist[:, :n]), -1))
         enemy_target, enemy_memory = choose_enemy_targets(
             dist, alive, damaged, self._target[:, n:], self._engaged_on, self._arrived, r, SIGHT_RANGE
@@ -247,7 +248,8 @@ class SmacLiteEnv(BatchedEnv):
         has_target = target >= 0
         tgt = target.clamp(min=0)
         tgt_xy = tgt.unsqueeze(-1).expand(b, u, 2)
-        reach = r.reach[r.slot, tgt]  # [B, U]
+        pair = r.pair_table[r.slot, tgt]  # [B, U, 5] stats of each unit against its chosen target
+        reach, hit, hit_health, can_attack, can_heal = pair.unbind(-1)  # [B, U] each
 
         # --- movement
         chase = has_target & torch.cat([~hold, has_target[:, n:]], 1)  # walk toward the target
@@ -271,30 +273,37 @@ class SmacLiteEnv(BatchedEnv):
         to_target = (new_pos.gather(1, tgt_xy) - new_pos).square().sum(-1).sqrt()  # [B, U]
         engaged = has_target & alive & alive.gather(1, tgt) & (to_target <= reach + RANGE_TOLERANCE)
         fire_time = torch.maximum(self._cooldown, torch.where(walk_time > 0, walk_time + DAMAGE_POINT, 0.0))
-        armed_on = engaged & r.can_attack[r.slot, tgt]
+        armed_on = engaged & (can_attack > 0)
         fire = armed_on & (fire_time <= dt)
-        healing = engaged & r.can_heal[r.slot, tgt]
 
-        hit = r.hit[r.slot, tgt]  # [B, U] raw damage of one hit on the chosen target
-        hit_health = r.hit_health[r.slot, tgt]
+        # Rules a map cannot use are skipped (static per map, same results): a second hit phase
+        # without Zealots, shields without Protoss, healing without Medivacs.
         tgt3 = tgt.unsqueeze(-1).expand(b, u, 3)
-        took_damage = torch.zeros(b, u, dtype=torch.bool, device=self.device)
-        for phase in (1, 2):  # the Zealot's second hit lands after everyone's first
-            firing = (fire & (r.hits >= phase)).float()
+        took_damage = None
+        for phase in range(1, r.max_hits + 1):  # the Zealot's second hit lands after everyone's first
+            firing = (fire & (r.hits >= phase)).float() if phase > 1 else fire.float()
             per_hit = torch.stack([hit * firing, hit_health * firing, firing], -1)  # [B, U, 3]
             pooled = torch.zeros(b, u, 3, device=self.device).scatter_add_(1, tgt3, per_hit)
-            health, shield = apply_hits(health, shield, pooled[..., 0], pooled[..., 1], pooled[..., 2], r.armor)
-            took_damage = took_damage | (pooled[..., 0] > 0)
+            if r.has_shields:
+                health, shield = apply_hits(health, shield, pooled[..., 0], pooled[..., 1], pooled[..., 2], r.armor)
+            else:  # no shield to absorb: every hit loses its armor (exactly apply_hits with shield 0)
+                health = health - pooled[..., 1]
+            hit_now = pooled[..., 0] > 0
+            took_damage = hit_now if took_damage is None else took_damage | hit_now
         survived = alive & (health > 0)
         health = health.clamp(min=0.0)
 
-        missing = (r.max_health - health).gather(1, tgt) * survived.gather(1, tgt)  # [B, U]
-        healed, energy = heal(self._energy, missing, healing & survived, r.heal_per_second, r.heal_per_energy, dt)
-        health = torch.minimum(health + torch.zeros_like(health).scatter_add_(1, tgt, healed), r.max_health)
-        energy = torch.minimum(energy + r.energy_per_second * dt, r.max_energy)
+        energy = self._energy
+        if r.has_healers:
+            healing = engaged & (can_heal > 0)
+            missing = (r.max_health - health).gather(1, tgt) * survived.gather(1, tgt)  # [B, U]
+            healed, energy = heal(energy, missing, healing & survived, r.heal_per_second, r.heal_per_energy, dt)
+            health = torch.minimum(health + torch.zeros_like(health).scatter_add_(1, tgt, healed), r.max_health)
+            energy = torch.minimum(energy + r.energy_per_second * dt, r.max_energy)
 
         since_damage = torch.where(took_damage, 0.0, self._since_damage + dt)
-        shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
+        if r.has_shields:
+            shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
         cooldown = advance_cooldown(self._cooldown, fire, fire_time, r.cooldown, dt)
         engaged_on = torch.where(armed_on & survived & survived.gather(1, tgt), tgt, -1)  # [B, U]
 
@@ -315,8 +324,10 @@ class SmacLiteEnv(BatchedEnv):
         a1, a2 = active.unsqueeze(1), active.view(b, 1, 1)
         self._pos = torch.where(a2, new_pos, pos)
         self._health = torch.where(a1, health, self._health)
-        self._shield = torch.where(a1, shield, self._shield)
-        self._energy = torch.where(a1, energy, self._energy)
+        if r.has_shields:
+            self._shield = torch.where(a1, shield, self._shield)
+        if r.has_healers:
+            self._energy = torch.where(a1, energy, self._energy)
         self._cooldown = torch.where(a1, cooldown, self._cooldown)
         self._since_damage = torch.where(a1, since_damage, self._since_damage)
         self._target[:, n:] = torch.where(a1, enemy_memory, self._target[:, n:])
@@ -331,11 +342,11 @@ class SmacLiteEnv(BatchedEnv):
         self._observation = None
         alive_now = self._health > 0
         info = {
-            "battle_won": self._won.clone(),
+            "battle_won": self._won,  # every step builds new flag tensors: callers may keep these
             "dead_allies": (~alive_now[:, :n]).sum(1),
             "dead_enemies": (~alive_now[:, n:]).sum(1),
         }
-        return reward, self._terminated.clone(), self._truncated.clone(), info
+        return reward, self._terminated, self._truncated, info
 
     # ------------------------------------------------------------------ observation
     def get_obs(self) -> torch.Tensor:
