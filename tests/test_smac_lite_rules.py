@@ -45,11 +45,11 @@ def test_enemy_acquires_targets_at_scan_range_but_not_beyond():
 
 
 def test_enemy_switches_to_the_agent_attacking_it_and_otherwise_keeps_its_target():
-    # agent 0 is the closest; agent 1, slightly farther, is also within the enemy's reach (5.75)
+    # the enemy Marine (slot 3) is attacking agent 0; agent 1 is also within its reach (5.75)
     def scene(agent_1_action: int) -> SmacLiteEnv:
         env = hand_placed("3m", {0: (11, 16), 1: (16, 10.7), 3: (16, 16)})
-        for _ in range(2):  # agent 0 sidesteps (stays in reach, never attacks)
-            env.step(torch.tensor([[MOVE_N, agent_1_action, 0]]))
+        env._target[0, 3] = 0
+        env.step(torch.tensor([[MOVE_N, agent_1_action, 0]]))  # agent 0 sidesteps: still in reach, not attacking
         return env
 
     attacked = scene(6)  # agent 1 shoots the enemy: a higher-priority target inside weapon range
@@ -59,6 +59,19 @@ def test_enemy_switches_to_the_agent_attacking_it_and_otherwise_keeps_its_target
     ignored = scene(MOVE_N)  # agent 1 walks closer without attacking: same priority, the target is kept
     assert dist(ignored, 1, 3) < dist(ignored, 0, 3)
     assert ignored._target[0, 3].item() == 0
+    assert ignored.unit_health[0, 0].item() < MARINE.max_health
+
+
+def test_a_target_walking_out_of_range_is_dropped_during_the_step():
+    # the enemy (slot 3) is attacking agent 0, which walks out of its reach this step while agent 1,
+    # shooting the enemy, stands in reach: the enemy turns on agent 1 instead of chasing agent 0
+    env = hand_placed("3m", {0: (10.5, 16), 1: (16, 10.6), 3: (16, 16)})
+    env._target[0, 3] = 0
+    env.step(torch.tensor([[MOVE_W, 6, 0]]))
+    assert env._target[0, 3].item() == 1
+    assert env.unit_positions[0, 3].tolist() == pytest.approx([16.0, 16.0])  # it did not give chase
+    assert env.unit_health[0, 0].item() == MARINE.max_health
+    assert env.unit_health[0, 1].item() == MARINE.max_health - MARINE.damage
 
 
 def test_an_unarmed_medivac_is_targeted_after_armed_units():
@@ -90,10 +103,10 @@ def test_a_chaser_does_not_shoot_a_runner_of_its_speed():
     env = hand_placed("3m", {0: (20, 16), 3: (25, 16)})
     for _ in range(6):
         env.step(torch.tensor([[MOVE_W, 0, 0]]))
-        assert env._target[0, 3].item() == 0  # it keeps chasing ...
-    # ... one shot in the first step (it only had to close 0.375), none once it walks a full step
+    # one shot in the first step (it only had to close 0.375); then the runner keeps its lead, out
+    # of weapon and scan range, and the enemy walks on toward its attack point behind it
     assert env.unit_health[0, 0].item() == pytest.approx(MARINE.max_health - MARINE.damage)
-    assert dist(env, 0, 3) == pytest.approx(5.75, abs=1e-3)
+    assert env.unit_positions[0, 3, 0].item() == pytest.approx(25 - 0.375 - 5 * 3.15 * DT, abs=1e-3)
 
 
 def test_ground_bodies_collide_and_air_units_fly_over_them():

@@ -47,7 +47,7 @@ def test_smax_sizes_and_a_whole_batched_episode(smax_env):
     assert obs.shape == (4, 5, 140) and state.shape == (4, 132) and avail.shape == (4, 5, 11)
     assert avail.dtype == torch.bool and bool(avail.any(-1).all())
     gen = torch.Generator().manual_seed(0)
-    for t in range(info.episode_limit):
+    for _ in range(info.episode_limit):
         act = torch.multinomial(avail.float().view(-1, 11), 1, generator=gen).view(4, 5)
         reward, terminated, truncated, step_info = env.step(act)
         avail = env.get_avail_actions()

@@ -42,19 +42,22 @@ def choose_enemy_targets(
     damaged: torch.Tensor,
     prev_target: torch.Tensor,
     engaged_on: torch.Tensor,
+    ordered_on: torch.Tensor,
     arrived: torch.Tensor,
     roster: Roster,
     sight_range: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets [B, E] of the enemies this step, and the ones they keep for the next step.
 
-    From pairwise distances ``dist`` [B, U, U], ``alive`` and ``damaged`` [B, U] (bool), the
-    targets the enemies kept [B, E], per unit the slot it was attacking at the end of the last
-    step [B, U] (-1: none; agents that shot or stood engaged on an enemy are "attacking it"),
-    and whether each enemy has reached the attack point [B, E] (bool).
+    From the enemies' distances to every unit ``dist`` [B, E, U], taken to where the agents are
+    going this step (the game re-evaluates every game loop, so a target that walks out of weapon
+    range during the step is lost during the step), ``alive`` and ``damaged`` [B, U] (bool), the
+    targets the enemies kept [B, E], per unit the slot it was attacking at the end of the last step
+    [B, U] and the slot each agent attacks this step [B, N] (-1: none; both count as "attacking
+    it"), and whether each enemy has reached the attack point [B, E] (bool).
     """
     n, e = roster.n_agents, roster.n_enemies
-    d = dist[:, n:]  # [B, E, U]
+    d = dist  # [B, E, U]
     valid = roster.can_attack[n:] & alive.unsqueeze(1)  # [B, E, U]
     in_reach = valid & (d <= roster.reach[n:] + RANGE_TOLERANCE)
     in_scan = valid & (d <= roster.scan[n:])
@@ -62,6 +65,7 @@ def choose_enemy_targets(
 
     enemy_slots = torch.arange(n, n + e, device=dist.device)  # [E]
     attacking_me = engaged_on.unsqueeze(1) == enemy_slots.view(1, e, 1)  # [B, E, U]
+    attacking_me[:, :, :n] |= ordered_on.unsqueeze(1) == enemy_slots.view(1, e, 1)
     priority = attacking_me.float() + roster.armed.float()  # [B, E, U]: 2 attacking, 1 armed, 0 unarmed
 
     has_prev = prev_target >= 0

@@ -56,8 +56,9 @@ from macpo.envs.smac_lite.units import DAMAGE_POINT
 
 #: version of the battle rules; conf/env/<map>.yaml's ``sim_version`` must match it. 1: the first
 #: stand-in; 2: StarCraft II's automatic targeting, firing after a walk, chasing, collisions,
-#: Medivac rates at "faster" speed (docs/smac_lite.md).
-SIM_VERSION = 2
+#: Medivac rates at "faster" speed; 3: the enemy AI judges weapon range during the step, and an
+#: agent's attack order makes it a threat at once (docs/smac_lite.md).
+SIM_VERSION = 3
 GAME_LOOPS_PER_SECOND = 22.4
 GAME_LOOPS_PER_STEP = 8
 STEP_SECONDS = GAME_LOOPS_PER_STEP / GAME_LOOPS_PER_SECOND
@@ -241,8 +242,24 @@ class SmacLiteEnv(BatchedEnv):
             hold_ok = torch.where(r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), hold_ok)
         hold_ok = hold_ok & alive.unsqueeze(1)  # [B, N, U]
         agent_target = torch.where(slot >= 0, ordered, torch.where(hold, nearest(hold_ok, dist[:, :n]), -1))
+        max_step = r.speed * dt * alive
+        # where the agents go this step (their orders do not depend on the enemies' choices): the
+        # enemy AI judges ranges against these positions (see choose_enemy_targets)
+        a_tgt = agent_target.clamp(min=0)
+        a_pair = r.pair_table[r.slot[:n], a_tgt]  # [B, N, 5]
+        a_chase = (agent_target >= 0) & ~hold
+        a_goal = torch.where(
+            a_chase.unsqueeze(-1),
+            pos.gather(1, a_tgt.unsqueeze(-1).expand(b, n, 2)),
+            pos[:, :n] + MOVE_AMOUNT * self._action_move[act],
+        )
+        agents_next = step_toward(pos[:, :n], a_goal, a_pair[..., 0] * a_chase, max_step[:, :n])  # [B, N, 2]
+        enemy_dist = torch.cat(
+            [torch.cdist(pos[:, n:], agents_next, compute_mode="donot_use_mm_for_euclid_dist"), dist[:, n:, n:]], -1
+        )  # [B, E, U]
         enemy_target, enemy_memory = choose_enemy_targets(
-            dist, alive, damaged, self._target[:, n:], self._engaged_on, self._arrived, r, SIGHT_RANGE
+            enemy_dist, alive, damaged, self._target[:, n:], self._engaged_on, agent_target, self._arrived, r,
+            SIGHT_RANGE,
         )  # [B, E]
         target = torch.cat([agent_target, enemy_target], 1)  # [B, U]
         has_target = target >= 0
@@ -256,7 +273,6 @@ class SmacLiteEnv(BatchedEnv):
         free_goal = torch.cat(
             [pos[:, :n] + MOVE_AMOUNT * self._action_move[act], self._attack_point.expand(b, u - n, 2)], 1
         )  # [B, U, 2]
-        max_step = r.speed * dt * alive
         stop_at = reach * chase
         # A chaser follows its target through the step (the game moves both every game loop): it
         # aims at where the target goes this step, so a same-speed runner keeps its lead.
