@@ -76,12 +76,13 @@ def separate(pos: torch.Tensor, radius: torch.Tensor, solid: torch.Tensor) -> to
     """Push apart overlapping bodies (pos [B, U, 2]; radius [U]; solid [B, U]: alive ground units):
     each overlapping pair moves apart along the line between them by half the overlap each, one
     relaxation pass (StarCraft II ground units cannot stand inside each other)."""
-    delta = pos.unsqueeze(2) - pos.unsqueeze(1)  # [B, U, U, 2] from j to i
-    dist = delta.square().sum(-1).sqrt()  # [B, U, U]
-    pair = solid.unsqueeze(2) & solid.unsqueeze(1)
-    overlap = ((radius[:, None] + radius[None, :]) - dist).clamp(min=0.0) * pair  # diagonal: dist 0 ...
-    push = 0.5 * overlap / dist.clamp(min=1e-6)  # ... but delta 0, so no self-push
-    return pos + (push.unsqueeze(-1) * delta).sum(2)
+    u = pos.shape[1]
+    dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U]
+    pair = solid.unsqueeze(2) & solid.unsqueeze(1) & ~torch.eye(u, dtype=torch.bool, device=pos.device)
+    overlap = ((radius[:, None] + radius[None, :]) - dist).clamp(min=0.0) * pair  # [B, U, U]
+    push = 0.5 * overlap / dist.clamp(min=1e-6)  # [B, U, U] per unit of separation
+    # sum_j push_ij (p_i - p_j) without building the [B, U, U, 2] differences
+    return pos + push.sum(-1, keepdim=True) * pos - torch.bmm(push, pos)
 
 
 def step_toward(
