@@ -118,3 +118,13 @@ def test_ground_bodies_collide_and_air_units_fly_over_them():
     assert dist(env, 2, 3) == pytest.approx(2 * MARINE.radius, abs=1e-4)  # pushed apart, half each
     assert env.unit_positions[0, 2, 0].item() == pytest.approx(10.1 - MARINE.radius, abs=1e-4)
     assert env.unit_positions[0, 9].tolist() == pytest.approx([10.1, 10.0])  # the Medivac is not pushed
+
+
+def test_trace_lines_show_actions_targets_and_health():
+    from macpo.envs.smac_lite.trace import trace_lines
+
+    env = SmacLiteEnv("3m", n_envs=2, seed=0)
+    lines, won = trace_lines(env, lambda obs, avail: torch.where(avail[..., 0], 0, STOP))
+    assert lines[0].startswith("t00 A: stop@(") and " | E: ->-1@(" in lines[0]
+    assert any("->0@" in line or "->1@" in line or "->2@" in line for line in lines)  # enemies acquire agents
+    assert len(lines) <= env.env_info.episode_limit and won.shape == (2,)
