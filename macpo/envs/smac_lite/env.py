@@ -8,9 +8,12 @@ model of StarCraft II combat (``units.py`` stats, ``combat.py`` rules, ``enemy_a
 Time: one env step is SMAC's 8 game loops at 22.4 loops per second ("faster" speed), i.e.
 ``STEP_SECONDS`` = 0.357 s, applied to every speed, cooldown, heal rate and regeneration.
 There are no sub-steps: within a step units first move (a move order walks toward a point
-2 units away, an attack or heal order walks toward the target until it is in reach), then
-every unit whose target is in reach and whose cooldown runs out within the step fires; the
-leftover cooldown carries the exact firing time over (every weapon period exceeds one step).
+2 units away, an attack or heal order walks toward where its target goes this step until it is
+in reach), ground bodies are pushed apart, then every unit whose target is in reach fires once
+its cooldown has run out and, if it walked, its walk plus the weapon's damage point are over,
+when that moment falls within the step; the leftover cooldown carries the exact firing time
+over (every weapon period exceeds one step). The enemy AI (``enemy_ai.py``) picks targets
+against the agents' positions after their moves (sim_version 3, docs/smac_lite.md).
 Hits land simultaneously (the Zealot's second hit as a second phase), then healing, then
 deaths, shield regeneration and cooldowns. A ``stop``ped agent holds position and fires at
 the nearest enemy once it is in reach (a Medivac heals the nearest damaged ally), as an idle
