@@ -104,20 +104,26 @@ class SmaxEnv(BatchedEnv):
                 dead,
             )
 
+        def strong(state):  # fixed dtypes (no weak types), so reset and step states share one compiled step
+            return jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), state)
+
         def reset_one(key):
             _, state = env.reset(key)
+            state = strong(state)
             return state, observe(state)
 
         def step_one(key, state, actions):  # actions [N] int32; a finished battle stays frozen
             ended, truncated, _ = status(state.state)
             active = ~ended & ~truncated
             _, stepped, rewards, _, _ = env.step_env(key, state, {a: actions[i] for i, a in enumerate(agents)})
-            state = jax.tree.map(lambda new, old: jnp.where(active, new, old), stepped, state)
+            state = strong(jax.tree.map(lambda new, old: jnp.where(active, new, old), stepped, state))
             reward = jnp.where(active, jnp.stack([rewards[a] for a in agents]).mean(), 0.0)
             return state, observe(state), reward.astype(jnp.float32)
 
-        def reset_all(key):
-            return jax.vmap(reset_one)(jax.random.split(key, n_envs))
+        def reset_all(key):  # the key stays a jit output, like step_all's: one compiled step for both
+            key, sub = jax.random.split(key)
+            state, view = jax.vmap(reset_one)(jax.random.split(sub, n_envs))
+            return key, state, view
 
         def step_all(key, state, actions):
             key, sub = jax.random.split(key)
@@ -130,6 +136,12 @@ class SmaxEnv(BatchedEnv):
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
         self._key = jax.random.PRNGKey(int(seed))
         self.reset()
+        # compile now: jit traces step_all once for arguments coming from reset and once for arguments
+        # coming from a step (their arrays differ in placement metadata), so two throw-away steps
+        # keep both compiles out of the episodes
+        no_op = jax.dlpack.from_dlpack(torch.full((n_envs, n), env.num_movement_actions - 1, dtype=torch.int32))
+        key, stepped, _, _ = self._step_all(self._key, self._state, no_op)
+        self._step_all(key, stepped, no_op)
 
     @property
     def env_info(self) -> EnvInfo:
@@ -148,8 +160,7 @@ class SmaxEnv(BatchedEnv):
         jax = self._jax
         if seed is not None:
             self._key = jax.random.PRNGKey(int(seed))
-        self._key, sub = jax.random.split(self._key)
-        self._state, view = self._reset_all(sub)
+        self._key, self._state, view = self._reset_all(self._key)
         self._read(view)
         return self._obs, self._state_t, self._avail
 
