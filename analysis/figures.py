@@ -40,6 +40,7 @@ from analysis.selection import (
     ordered_methods,
     ordered_tasks,
     select_runs,
+    task_simulators,
 )
 from analysis.style import (
     BAND_ALPHA,
@@ -75,6 +76,7 @@ def draw_selection(selection: pd.DataFrame, spec: FigureSpec, *, confidence: flo
     curves = learning_curves(selection, confidence=confidence)
     tasks = ordered_tasks(selection, spec)
     methods = ordered_methods(selection["method"])
+    simulators = task_simulators(selection)
 
     columns = len(tasks) if len(tasks) <= 3 else (2 if len(tasks) == 4 else 3)
     rows = math.ceil(len(tasks) / columns)
@@ -95,7 +97,8 @@ def draw_selection(selection: pd.DataFrame, spec: FigureSpec, *, confidence: flo
                 colour = method_colour(method)
                 ax.fill_between(curve["step"], curve["ci_low"], curve["ci_high"], color=colour, alpha=BAND_ALPHA, lw=0)
                 ax.plot(curve["step"], curve["mean"], color=colour, label=method_label(method))
-            ax.set_title(task_label(task))
+            simulator = simulators.get(task, "")  # SMAC: which simulator (lite version, smax, sc2)
+            ax.set_title(task_label(task) + (f" ({simulator})" if simulator and "[" not in task else ""))
             ax.xaxis.set_major_formatter(FuncFormatter(_format_steps))
             if index % columns == 0:
                 ax.set_ylabel(spec.y_label)

@@ -42,7 +42,7 @@ DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 DEFAULT_EXPERIMENT = "macpo"
 DEFAULT_CACHE_DIR = Path("outputs/.analysis_cache")
 
-RUN_COLUMNS = ("run_id", "env", "algo", "sampler", "seed", "punishment", "sweep", "status", "t_max")
+RUN_COLUMNS = ("run_id", "env", "algo", "sampler", "seed", "punishment", "sweep", "status", "t_max", "simulator")
 POINT_COLUMNS = ("step", "metric", "value")
 COLUMNS = RUN_COLUMNS + POINT_COLUMNS
 
@@ -186,6 +186,7 @@ def list_runs(
                     "sweep": tags.get("sweep", "none"),
                     "status": run.info.status,
                     "t_max": _to_number(tags.get("t_max"), int),
+                    "simulator": simulator_label(tags),
                     "end_time": run.info.end_time,
                     "metric_keys": [key for key, *_ in latest],
                     "api_key": json.dumps([run.info.status, run.info.end_time, latest]),
@@ -338,6 +339,16 @@ def _empty_points() -> pd.DataFrame:
 def _empty_frame() -> pd.DataFrame:
     frame = pd.DataFrame({column: pd.Series(dtype=object) for column in COLUMNS})
     return frame.astype({"seed": "Int64", "t_max": "Int64", "punishment": float, "step": "int64", "value": float})
+
+
+def simulator_label(tags: dict) -> str:
+    """Which simulator a SMAC run used: ``lite v2``, ``smax``, ``sc2``; ``lite v1`` for SMAC-lite runs
+    from before the ``env.sim_version`` tag; "" for runs without a SMAC map (predator-prey)."""
+    backend = tags.get("env.backend")
+    if backend is None:
+        return "lite v1" if "map_name" in tags else ""
+    version = tags.get("env.sim_version")
+    return f"{backend} v{version}" if backend == "lite" and version else backend
 
 
 def _is_sql_uri(uri: str) -> bool:

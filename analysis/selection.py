@@ -202,9 +202,11 @@ def missing_message(points: pd.DataFrame, spec: FigureSpec) -> str:
 
 def coverage_note(selection: pd.DataFrame, spec: FigureSpec) -> str | None:
     """A line naming the paper's panels and lines absent from a partial grid, None if complete."""
-    missing_tasks = [task_label(t) for t in spec.paper_tasks if t not in set(selection["task"])]
+    split = sorted({t.split(" [")[0] for t in selection["task"] if " [" in t})
+    present = set(selection["task"]) | set(split)
+    missing_tasks = [task_label(t) for t in spec.paper_tasks if t not in present]
     missing_methods = [m for m in spec.paper_methods if m not in set(selection["method"])]
-    parts = []
+    parts = [f"runs from several simulators on {', '.join(split)}, drawn as separate panels"] if split else []
     if missing_tasks:
         parts.append(f"no runs on {', '.join(missing_tasks)}")
     if missing_methods:
@@ -213,11 +215,26 @@ def coverage_note(selection: pd.DataFrame, spec: FigureSpec) -> str | None:
 
 
 def _task_names(points: pd.DataFrame) -> pd.Series:
-    """A SMAC run's task is its map; a predator-prey run's is env and punishment."""
+    """A SMAC run's task is its map; a predator-prey run's is env and punishment. A map whose runs
+    come from several simulators (``simulator``: SMAC-lite versions, SMAX, the game) splits into
+    one task per simulator, ``map [simulator]``, so they are never pooled."""
     is_predator_prey = _is_predator_prey(points["env"])
     with_punishment = points["env"].astype(str) + ", p=" + points["punishment"].map("{:g}".format)
     pp_task = with_punishment.where(points["punishment"].notna(), points["env"].astype(str))
-    return pp_task.where(is_predator_prey, points["env"].astype(str))
+    smac_task = points["env"].astype(str)
+    if "simulator" in points:
+        simulator = points["simulator"].fillna("").astype(str)
+        mixed = simulator.groupby(smac_task).transform("nunique") > 1
+        smac_task = smac_task.where(~mixed, smac_task + " [" + simulator.replace("", "untagged") + "]")
+    return pp_task.where(is_predator_prey, smac_task)
+
+
+def task_simulators(selection: pd.DataFrame) -> dict[str, str]:
+    """task → the simulator(s) its runs used ("" when untagged: predator-prey), for panel titles."""
+    if "simulator" not in selection:
+        return {}
+    sims = selection.assign(simulator=selection["simulator"].fillna("").astype(str)).groupby("task")["simulator"]
+    return {task: ", ".join(sorted(s for s in set(values) if s)) for task, values in sims}
 
 
 def _method_names(points: pd.DataFrame, method_tag: str) -> pd.Series:

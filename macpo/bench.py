@@ -5,7 +5,8 @@ same process next to absolute numbers. Sections:
   env      predator-prey env steps/s with a random policy, B = 1, 8, 64, 256
   learner  seconds per QMIX / MAC-PO update at batch 128 (full 200-step episodes, 8 agents)
   weights  MAC-PO weight computation vs n agents (exact, approx) and its share of a learner step at MMM2 size
-  smac     SMAC-lite MMM2 and 27m_vs_30m env steps/s at B = 1, 8, 64, 256, peak RSS
+  smac     SMAC-lite (5m_vs_6m, MMM2, 27m_vs_30m) and, with jaxmarl installed, SMAX (5m_vs_6m,
+           27m_vs_30m) env steps/s at B = 1, 8, 64, 256 with a random policy, SMAX/lite ratio, peak RSS
   train    end to end: QMIX and MAC-PO on predator-prey and MMM2 with the paper's settings, timed
            over a fixed window of env steps after the replay warm-up (env steps/s, s/update, share
            of time in collection / update / evaluation / logging, peak RSS; one process per run);
@@ -179,13 +180,27 @@ def bench_smac(seconds: float) -> None:
     except ImportError as e:  # the simulator is optional for this benchmark
         print(f"\n(smac section skipped: {e})")
         return
-    rows = []
-    for map_name in ("MMM2", "27m_vs_30m"):
-        for b in BATCHES:
-            env = make_smac_env(map_name, backend="lite", n_envs=b, seed=0)
-            rows.append([map_name, b, random_policy_speed(env, seconds)])
+    backends = ["lite"]
+    try:
+        from macpo.envs.smax import check_smax
+
+        check_smax("5m_vs_6m")
+        backends.append("smax")
+    except ValueError as e:
+        print(f"\n(SMAX rows skipped: {e})")
+    rows, speed = [], {}
+    for map_name in ("5m_vs_6m", "MMM2", "27m_vs_30m"):
+        for backend in backends:
+            if backend == "smax" and map_name == "MMM2":
+                continue  # SMAX has no Medivac
+            for b in BATCHES:
+                env = make_smac_env(map_name, backend=backend, n_envs=b, seed=0)
+                random_policy_speed(env, min(seconds, 0.3))  # warm-up (SMAX: jit compile of the first step)
+                speed[map_name, backend, b] = random_policy_speed(env, seconds)
+                ratio = speed[map_name, backend, b] / speed[map_name, "lite", b] if backend == "smax" else 1.0
+                rows.append([map_name, backend, b, speed[map_name, backend, b], f"{ratio:.2f}"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    table("SMAC-lite: random policy", ["map", "B", "env steps/s"], rows)
+    table("SMAC maps: random policy", ["map", "backend", "B", "env steps/s", "vs lite"], rows)
     print(f"\npeak RSS of this process: {peak_mb:,.0f} MiB")
 
 

@@ -113,8 +113,47 @@ def test_random_policy_almost_never_wins_hard_maps(map_name):
 
 @pytest.mark.parametrize("map_name", ["3m", "8m"])
 def test_focus_fire_wins_marine_mirrors(map_name):
+    # sim_version 2 (enemies turn on their attackers, bodies collide) brought 3m from 0.6+ to ~0.6
     returns, won = play(SmacLiteEnv(map_name, n_envs=96, seed=2), focus_fire)
-    assert won.float().mean() >= 0.6
+    assert won.float().mean() >= 0.5
+
+
+def pull_back_the_targeted(env, avail):
+    """Focus fire, but an agent that an enemy targets walks away west once below half health:
+    the behaviour that won sim_version 1's 5m_vs_6m (enemies chased it out of the fight)."""
+    n = env.n_agents
+    enemy_target = env._target[:, n:]  # [B, E]
+    targeted = torch.zeros(env.n_envs, env.n_units, dtype=torch.bool)
+    targeted.scatter_(1, enemy_target.clamp(min=0), enemy_target >= 0)
+    flee = targeted[:, :n] & (env.unit_health[:, :n] < 0.5 * env.roster.max_health[:n])
+    return legal(torch.where(flee, MOVE_W, focus_fire(env, avail)), avail)
+
+
+def leapfrog(env, avail, step):
+    """Two ranks alternate every step: one walks west while the other shoots the weakest enemy in
+    range: what QMIX learned on sim_version 2 (chasing enemies never fired; 64% won scripted)."""
+    attack, can_attack = lowest_health_target(env, avail)
+    rank = torch.arange(env.n_agents) % 2
+    retreat = (rank == step % 2).unsqueeze(0) & can_attack.any(-1, keepdim=True)
+    return legal(torch.where(retreat, MOVE_W, torch.where(can_attack, attack, focus_fire(env, avail))), avail)
+
+
+def test_leapfrog_retreat_does_not_win_5m_vs_6m():
+    env = SmacLiteEnv("5m_vs_6m", n_envs=128, seed=0)
+    _, _, avail = env.reset(seed=0)
+    for step in range(env.env_info.episode_limit):
+        _, terminated, truncated, info = env.step(leapfrog(env, avail, step))
+        avail = env.get_avail_actions()
+        if bool((terminated | truncated).all()):
+            break
+    assert info["battle_won"].float().mean() <= 0.2
+
+
+def test_pulling_back_a_targeted_marine_does_not_win_5m_vs_6m():
+    # sim_version 1: 71% of battles won this way (and 0.4% by plain focus fire); SC2's enemies
+    # turn on the agents shooting them instead of chasing the runner
+    returns, won = play(SmacLiteEnv("5m_vs_6m", n_envs=128, seed=0), pull_back_the_targeted)
+    assert won.float().mean() <= 0.2
 
 
 def test_kiting_beats_standing_still_on_3s_vs_5z():

@@ -13,7 +13,7 @@ from macpo.envs.smac_lite.combat import apply_hits
 
 DT = 8 / 22.4  # seconds per env step (SMAC's step_mul 8 at "faster" speed)
 
-# obs / state / actions with SMAC defaults (shared/reference/smac.md)
+# obs / state / actions with SMAC defaults (docs/smac.md)
 SMAC_SIZES = {
     "3m": (30, 48, 9),
     "8m": (80, 168, 14),
@@ -241,6 +241,8 @@ def test_apply_hits_pools_hits_through_shields():
 
 
 def test_medivac_walks_into_range_heals_and_spends_energy():
+    # at "faster" speed like every other stat (sim_version 2; version 1 used the "normal" 9 HP/s, 0.5625/s)
+    HEAL, REGEN = 12.6, 0.7875
     # MMM: Marine slot 2 at 20 HP, Medivac slot 9 at 5.5 (available <= 6, heal reach 4 + 0.75 + 0.375)
     env = hand_placed("MMM", {2: (10.5, 5), 9: (5, 5), 12: (30, 30)})
     health = env.unit_health.clone()
@@ -253,8 +255,8 @@ def test_medivac_walks_into_range_heals_and_spends_energy():
     for k in (1, 2, 3):
         if k > 1:
             env.step(heal_ally_2)
-        assert env.unit_health[0, 2].item() == pytest.approx(20 + 9 * DT * k, abs=1e-4)
-        assert env.unit_energy[0, 9].item() == pytest.approx(50 - (3 - 0.5625) * DT * k, abs=1e-4)
+        assert env.unit_health[0, 2].item() == pytest.approx(20 + HEAL * DT * k, abs=1e-4)
+        assert env.unit_energy[0, 9].item() == pytest.approx(50 - (HEAL / 3 - REGEN) * DT * k, abs=1e-4)
     # out of energy: 3 HP per energy point
     energy = env.unit_energy.clone()
     energy[0, 9] = 0.5
@@ -262,7 +264,7 @@ def test_medivac_walks_into_range_heals_and_spends_energy():
     before = env.unit_health[0, 2].item()
     env.step(heal_ally_2)
     env.step(heal_ally_2)
-    assert env.unit_health[0, 2].item() == pytest.approx(before + 1.5 + 3 * 0.5625 * DT, abs=1e-4)
+    assert env.unit_health[0, 2].item() == pytest.approx(before + 1.5 + 3 * REGEN * DT, abs=1e-4)
 
 
 def test_shields_regenerate_after_ten_seconds_without_damage():

@@ -190,6 +190,9 @@ def run_tags(cfg: DictConfig, identity: str | None = None) -> dict[str, str]:
         tags["punishment"] = str(float(cfg.env.punishment))
     if "map_name" in cfg.env:
         tags["map_name"] = str(cfg.env.map_name)
+    for key in ("backend", "sim_version"):  # which simulator: figures never pool across them silently
+        if key in cfg.env:
+            tags[f"env.{key}"] = str(cfg.env[key])
     if identity is not None:
         tags[IDENTITY_TAG] = identity
     tags.update(job_tags())  # budget and grid cell, when launched by Hydra

@@ -28,7 +28,7 @@ LAUNCHER_INSTALL = {
 #: algo keys read by the run rather than the constructor (exempt from the parameter check)
 UNCHECKED_ALGO_KEYS = ("on_policy",)
 #: env backends that are built only when the run starts (an external game or simulator)
-EXTERNAL_BACKENDS = ("sc2",)
+EXTERNAL_BACKENDS = ("sc2", "smax")
 
 
 def resolve_device(device: str):
@@ -85,6 +85,12 @@ def _check_launch_mode(multirun: bool | None, sweep: str | None) -> None:
 
 def _check_env(cfg: DictConfig, build: bool) -> None:
     """Build one copy of the env on the CPU (cheap), so a bad argument fails here, naming the key."""
+    from macpo.envs.factory import check_env_config, make_env
+
+    try:  # SMAC backend installed, map known to it, simulator version current
+        check_env_config(cfg.env)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     backend = cfg.env.get("backend")
     if backend == "sc2":  # the real game: check the install, start nothing
         from macpo.envs.sc2_adapter import Sc2BackendUnavailable, check_sc2_install
@@ -95,8 +101,6 @@ def _check_env(cfg: DictConfig, build: bool) -> None:
             raise ConfigError(f"env.backend=sc2: {error}") from None
     if not build or backend in EXTERNAL_BACKENDS:
         return
-    from macpo.envs.factory import make_env
-
     try:
         env = make_env(cfg.env, 1, "cpu", seed=int(cfg.seed))
     except Exception as error:  # the env's own message names its argument

@@ -62,11 +62,27 @@ def regenerate_shields(
     return torch.minimum(shield + SHIELD_REGEN_PER_SECOND * regen_time, max_shield)
 
 
-def advance_cooldown(cooldown: torch.Tensor, fired: torch.Tensor, period: torch.Tensor, dt: float) -> torch.Tensor:
-    """Remaining weapon cooldown (s) after a step of ``dt`` seconds. A unit fires when its cooldown
-    runs out inside the step (``cooldown <= dt``); its next attack is ``period`` after that moment,
-    so the attack rate is exact without sub-steps as long as ``period > dt``."""
-    return torch.where(fired, cooldown + period - dt, (cooldown - dt).clamp(min=0.0))
+def advance_cooldown(
+    cooldown: torch.Tensor, fired: torch.Tensor, fire_time: torch.Tensor, period: torch.Tensor, dt: float
+) -> torch.Tensor:
+    """Remaining weapon cooldown (s) after a step of ``dt`` seconds. A unit that fired did so
+    ``fire_time`` seconds into the step (when its cooldown ran out, or later if it first had to
+    walk into range and wind up); its next attack is ``period`` after that moment, so the attack
+    rate is exact without sub-steps as long as ``period > dt``."""
+    return torch.where(fired, fire_time + period - dt, (cooldown - dt).clamp(min=0.0))
+
+
+def separate(pos: torch.Tensor, radius: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
+    """Push apart overlapping bodies (pos [B, U, 2]; radius [U]; solid [B, U]: alive ground units):
+    each overlapping pair moves apart along the line between them by half the overlap each, one
+    relaxation pass (StarCraft II ground units cannot stand inside each other)."""
+    u = pos.shape[1]
+    dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U]
+    pair = solid.unsqueeze(2) & solid.unsqueeze(1) & ~torch.eye(u, dtype=torch.bool, device=pos.device)
+    overlap = ((radius[:, None] + radius[None, :]) - dist).clamp(min=0.0) * pair  # [B, U, U]
+    push = 0.5 * overlap / dist.clamp(min=1e-6)  # [B, U, U] per unit of separation
+    # sum_j push_ij (p_i - p_j) without building the [B, U, U, 2] differences
+    return pos + push.sum(-1, keepdim=True) * pos - torch.bmm(push, pos)
 
 
 def step_toward(

@@ -1,17 +1,21 @@
 """Stand-in for SMAC's enemy "built-in AI" (the game's AI at difficulty 7 plus a map trigger
 that attack-moves every enemy to the agents' start).
 
-Per step, each enemy fighter picks one target among the agents it can hit, in this order:
-1. its current target while that stays valid (alive and within sight);
-2. the nearest agent within weapon reach;
-3. the agent that hit it last step (it "switches to whoever attacks it" when idle);
-4. once it has reached the attack point: the nearest visible agent, which it walks toward
-   without committing to it;
-5. none: it walks on to the attack point.
-Rule 4 waits for the attack point because an attack-move does not divert to units it merely
-sees: with rule 4 active on the way, every enemy converged on the agent nearest to it (the
-front one) and the stand-in out-focused a scripted focus-fire policy on 3m and 8m, which
-SMAC's built-in AI does not.
+An attack-moving StarCraft II unit chooses its targets by the game's automatic targeting
+(Liquipedia, "Automatic Targeting"); per step each enemy fighter, among the agents it can hit:
+1. keeps its current target while that is alive, within weapon reach, and no agent of higher
+   priority is within weapon reach ("a target is kept until it dies, leaves the weapon range or
+   a higher-priority target enters the weapon range");
+2. otherwise acquires the best agent within its scan range (max(5, weapon range + 0.5), edge
+   to edge): priority first, then the closest. Priority: an agent attacking this enemy (it
+   fired or stands engaged on it) > an armed agent (a "threat": it can fire back; the Medivac
+   cannot) > an unarmed one. It walks to that target and attacks it;
+3. once it has reached the attack point with nothing in scan range: the nearest visible agent,
+   which it walks toward (the AI's army hunts what it sees once the attack-move is done);
+4. none: it walks on to the attack point (an attack-move does not divert to units beyond scan
+   range).
+Rule 1's "higher priority" is what makes an enemy turn on the agents shooting it instead of
+chasing a retreating wounded agent out of the fight (see docs/smac_lite.md).
 An enemy healer (Medivac) follows its army: it targets the nearest damaged friendly fighter,
 else the nearest friendly fighter; it heals when in heal range and the target is damaged.
 Targets are slot indices (agents 0..N-1, enemies N..U-1) or -1.
@@ -26,6 +30,10 @@ from macpo.envs.smac_lite.roster import Roster
 
 #: added to the distance of undamaged friends, so a healer prefers any damaged one
 _UNDAMAGED_PENALTY = 1e4
+#: per priority level subtracted from a candidate's distance (larger than any distance on a map)
+_PRIORITY_STEP = 1e4
+#: reach slack for float round-off after walking exactly into range
+RANGE_TOLERANCE = 1e-4
 
 
 def choose_enemy_targets(
@@ -33,41 +41,46 @@ def choose_enemy_targets(
     alive: torch.Tensor,
     damaged: torch.Tensor,
     prev_target: torch.Tensor,
-    last_attacker: torch.Tensor,
+    engaged_on: torch.Tensor,
+    ordered_on: torch.Tensor,
     arrived: torch.Tensor,
     roster: Roster,
     sight_range: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets [B, E] of the enemies this step, and the ones they keep for the next step.
 
-    From pairwise distances ``dist`` [B, U, U], ``alive`` and ``damaged`` [B, U] (bool), the
-    targets the enemies kept [B, E], per enemy the slot that hit it last step [B, E] (-1: none)
-    and whether it has reached the attack point [B, E] (bool).
+    From the enemies' distances to every unit ``dist`` [B, E, U], taken to where the agents are
+    going this step (the game re-evaluates every game loop, so a target that walks out of weapon
+    range during the step is lost during the step), ``alive`` and ``damaged`` [B, U] (bool), the
+    targets the enemies kept [B, E], per unit the slot it was attacking at the end of the last step
+    [B, U] and the slot each agent attacks this step [B, N] (-1: none; both count as "attacking
+    it"), and whether each enemy has reached the attack point [B, E] (bool).
     """
-    n = roster.n_agents
-    d = dist[:, n:]  # [B, E, U]
-    alive_dst = alive.unsqueeze(1)  # [B, 1, U]
+    n, e = roster.n_agents, roster.n_enemies
+    d = dist  # [B, E, U]
+    valid = roster.can_attack[n:] & alive.unsqueeze(1)  # [B, E, U]
+    in_reach = valid & (d <= roster.reach[n:] + RANGE_TOLERANCE)
+    in_scan = valid & (d <= roster.scan[n:])
+    visible = valid & (d < sight_range)
 
-    visible = roster.can_attack[n:] & alive_dst & (d < sight_range)  # [B, E, U]
-    in_reach = visible & (d <= roster.reach[n:])
+    enemy_slots = torch.arange(n, n + e, device=dist.device)  # [E]
+    attacking_me = engaged_on.unsqueeze(1) == enemy_slots.view(1, e, 1)  # [B, E, U]
+    attacking_me[:, :, :n] |= ordered_on.unsqueeze(1) == enemy_slots.view(1, e, 1)
+    priority = attacking_me.float() + roster.armed.float()  # [B, E, U]: 2 attacking, 1 armed, 0 unarmed
 
-    def still_visible(slot: torch.Tensor) -> torch.Tensor:  # [B, E] slot or -1 -> bool
-        return (slot >= 0) & visible.gather(2, slot.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    has_prev = prev_target >= 0
+    prev = prev_target.clamp(min=0).unsqueeze(-1)  # [B, E, 1]
+    prev_in_reach = has_prev & in_reach.gather(2, prev).squeeze(-1)
+    best_in_reach = priority.masked_fill(~in_reach, -1.0).amax(-1)  # [B, E]
+    keep = prev_in_reach & (priority.gather(2, prev).squeeze(-1) >= best_in_reach)
 
-    closest_in_reach = nearest(in_reach, d)
-    closest_visible = nearest(visible, d)
-    committed = torch.where(
-        still_visible(prev_target),
-        prev_target,
-        torch.where(
-            closest_in_reach >= 0,
-            closest_in_reach,
-            torch.where(still_visible(last_attacker), last_attacker, -1),
-        ),
-    )
-    fighter_target = torch.where(committed >= 0, committed, torch.where(arrived, closest_visible, -1))
+    acquired = nearest(in_scan, d - _PRIORITY_STEP * priority)  # [B, E] best priority, then closest
+    committed = torch.where(keep, prev_target, acquired)
+    fighter_target = torch.where(committed >= 0, committed, torch.where(arrived, nearest(visible, d), -1))
 
-    friends = roster.can_heal[n:] & alive_dst  # [B, E, U]
+    if not roster.enemy_healers:
+        return fighter_target, committed
+    friends = roster.can_heal[n:] & alive.unsqueeze(1)  # [B, E, U]
     heal_target = nearest(friends, d + _UNDAMAGED_PENALTY * (~damaged).unsqueeze(1))
     healer = roster.healer[n:]
     return torch.where(healer, heal_target, fighter_target), torch.where(healer, -1, committed)

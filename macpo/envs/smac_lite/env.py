@@ -1,16 +1,19 @@
 """SMAC without StarCraft II: B battles of one SMAC map stepped at once on torch tensors.
 
 Interfaces (sizes, action space and availability, observation and state layouts, reward,
-episode end) are SMAC's defaults as listed in ``shared/reference/smac.md``, so a network
+episode end) are SMAC's defaults as listed in ``docs/smac.md``, so a network
 trained here has the shapes it would have on the real game. The battle itself is a small
 model of StarCraft II combat (``units.py`` stats, ``combat.py`` rules, ``enemy_ai.py``).
 
 Time: one env step is SMAC's 8 game loops at 22.4 loops per second ("faster" speed), i.e.
 ``STEP_SECONDS`` = 0.357 s, applied to every speed, cooldown, heal rate and regeneration.
 There are no sub-steps: within a step units first move (a move order walks toward a point
-2 units away, an attack or heal order walks toward the target until it is in reach), then
-every unit whose target is in reach and whose cooldown runs out within the step fires; the
-leftover cooldown carries the exact firing time over (every weapon period exceeds one step).
+2 units away, an attack or heal order walks toward where its target goes this step until it is
+in reach), ground bodies are pushed apart, then every unit whose target is in reach fires once
+its cooldown has run out and, if it walked, its walk plus the weapon's damage point are over,
+when that moment falls within the step; the leftover cooldown carries the exact firing time
+over (every weapon period exceeds one step). The enemy AI (``enemy_ai.py``) picks targets
+against the agents' positions after their moves (sim_version 3, docs/smac_lite.md).
 Hits land simultaneously (the Zealot's second hit as a second phase), then healing, then
 deaths, shield regeneration and cooldowns. A ``stop``ped agent holds position and fires at
 the nearest enemy once it is in reach (a Medivac heals the nearest damaged ally), as an idle
@@ -46,12 +49,19 @@ from macpo.envs.smac_lite.combat import (
     heal,
     nearest,
     regenerate_shields,
+    separate,
     step_toward,
 )
-from macpo.envs.smac_lite.enemy_ai import choose_enemy_targets
+from macpo.envs.smac_lite.enemy_ai import RANGE_TOLERANCE, choose_enemy_targets
 from macpo.envs.smac_lite.maps import MapSpec, get_map
 from macpo.envs.smac_lite.roster import Roster
+from macpo.envs.smac_lite.units import DAMAGE_POINT
 
+#: version of the battle rules; conf/env/<map>.yaml's ``sim_version`` must match it. 1: the first
+#: stand-in; 2: StarCraft II's automatic targeting, firing after a walk, chasing, collisions,
+#: Medivac rates at "faster" speed; 3: the enemy AI judges weapon range during the step, and an
+#: agent's attack order makes it a threat at once (docs/smac_lite.md).
+SIM_VERSION = 3
 GAME_LOOPS_PER_SECOND = 22.4
 GAME_LOOPS_PER_STEP = 8
 STEP_SECONDS = GAME_LOOPS_PER_STEP / GAME_LOOPS_PER_SECOND
@@ -64,7 +74,6 @@ REWARD_PER_KILL = 10.0
 REWARD_WIN = 200.0
 REWARD_SCALE = 20.0  # the episode's maximum scaled reward
 ARRIVAL_RADIUS = 1.5  # an enemy this close to the attack point has arrived there
-RANGE_TOLERANCE = 1e-4  # reach slack for float round-off after walking exactly into range
 _MOVE_DIRECTIONS = ((0.0, 1.0), (0.0, -1.0), (1.0, 0.0), (-1.0, 0.0))  # N, S, E, W
 
 
@@ -161,7 +170,7 @@ class SmacLiteEnv(BatchedEnv):
         self._cooldown = torch.zeros(b, u, device=dev)  # seconds until the weapon is ready
         self._since_damage = torch.full((b, u), 1e3, device=dev)  # seconds since last damaged
         self._target = torch.full((b, u), -1, dtype=torch.long, device=dev)  # enemy AI memory
-        self._last_attacker = torch.full((b, u), -1, dtype=torch.long, device=dev)
+        self._engaged_on = torch.full((b, u), -1, dtype=torch.long, device=dev)  # slot each unit is attacking
         self._arrived = torch.zeros(b, self.n_enemies, dtype=torch.bool, device=dev)  # at the attack point
         self._last_action = torch.zeros(b, self.n_agents, self.n_actions, device=dev)  # one-hot
         self._t = torch.zeros(b, dtype=torch.long, device=dev)
@@ -199,7 +208,7 @@ class SmacLiteEnv(BatchedEnv):
                 value = torch.as_tensor(value, dtype=torch.float32, device=self.device)
                 setattr(self, name, value.expand(shape).clone())
         self._target.fill_(-1)  # the enemy AI starts afresh
-        self._last_attacker.fill_(-1)
+        self._engaged_on.fill_(-1)
         self._arrived.fill_(False)
         self._observation = None
 
@@ -231,58 +240,91 @@ class SmacLiteEnv(BatchedEnv):
         slot = act - N_NON_ATTACK_ACTIONS
         ordered = torch.where(r.healer[:n], slot, slot + n)  # [B, N] attack enemy / heal ally slot
         hold = act == STOP
-        hold_ok = torch.where(
-            r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), r.can_attack[:n]
-        ) & alive.unsqueeze(1)  # [B, N, U]: a holding agent picks the nearest of these and acts once it is in reach
+        hold_ok = r.can_attack[:n]  # [N, U]: a holding agent picks the nearest of these and acts once in reach
+        if r.agent_healers:  # a holding Medivac heals the nearest damaged ally
+            hold_ok = torch.where(r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), hold_ok)
+        hold_ok = hold_ok & alive.unsqueeze(1)  # [B, N, U]
         agent_target = torch.where(slot >= 0, ordered, torch.where(hold, nearest(hold_ok, dist[:, :n]), -1))
+        max_step = r.speed * dt * alive
+        # where the agents go this step (their orders do not depend on the enemies' choices): the
+        # enemy AI judges ranges against these positions (see choose_enemy_targets)
+        a_tgt = agent_target.clamp(min=0)
+        a_pair = r.pair_table[r.slot[:n], a_tgt]  # [B, N, 5]
+        a_chase = (agent_target >= 0) & ~hold
+        a_goal = torch.where(
+            a_chase.unsqueeze(-1),
+            pos.gather(1, a_tgt.unsqueeze(-1).expand(b, n, 2)),
+            pos[:, :n] + MOVE_AMOUNT * self._action_move[act],
+        )
+        agents_next = step_toward(pos[:, :n], a_goal, a_pair[..., 0] * a_chase, max_step[:, :n])  # [B, N, 2]
+        enemy_dist = torch.cat(
+            [torch.cdist(pos[:, n:], agents_next, compute_mode="donot_use_mm_for_euclid_dist"), dist[:, n:, n:]], -1
+        )  # [B, E, U]
         enemy_target, enemy_memory = choose_enemy_targets(
-            dist, alive, damaged, self._target[:, n:], self._last_attacker[:, n:], self._arrived, r, SIGHT_RANGE
+            enemy_dist, alive, damaged, self._target[:, n:], self._engaged_on, agent_target, self._arrived, r,
+            SIGHT_RANGE,
         )  # [B, E]
         target = torch.cat([agent_target, enemy_target], 1)  # [B, U]
         has_target = target >= 0
         tgt = target.clamp(min=0)
         tgt_xy = tgt.unsqueeze(-1).expand(b, u, 2)
-        reach = r.reach[r.slot, tgt]  # [B, U]
+        pair = r.pair_table[r.slot, tgt]  # [B, U, 5] stats of each unit against its chosen target
+        reach, hit, hit_health, can_attack, can_heal = pair.unbind(-1)  # [B, U] each
 
         # --- movement
         chase = has_target & torch.cat([~hold, has_target[:, n:]], 1)  # walk toward the target
         free_goal = torch.cat(
             [pos[:, :n] + MOVE_AMOUNT * self._action_move[act], self._attack_point.expand(b, u - n, 2)], 1
         )  # [B, U, 2]
-        goal = torch.where(chase.unsqueeze(-1), pos.gather(1, tgt_xy), free_goal)
-        max_step = r.speed * dt * alive
-        new_pos = step_toward(pos, goal, reach * chase, max_step)
+        stop_at = reach * chase
+        # A chaser follows its target through the step (the game moves both every game loop): it
+        # aims at where the target goes this step, so a same-speed runner keeps its lead.
+        first = step_toward(pos, torch.where(chase.unsqueeze(-1), pos.gather(1, tgt_xy), free_goal), stop_at, max_step)
+        goal = torch.where(chase.unsqueeze(-1), first.gather(1, tgt_xy), free_goal)
+        walked_to = step_toward(pos, goal, stop_at, max_step)  # [B, U, 2]
+        walk_time = (walked_to - pos).square().sum(-1).sqrt() / r.speed.clamp(min=1e-9)  # [B, U] seconds walking
+        new_pos = separate(walked_to, r.radius, alive & r.ground)  # bodies collide
         new_pos = torch.minimum(new_pos.clamp(min=0.0), self._bounds)
 
-        # --- attacks and heals from the new positions
+        # --- attacks and heals from the new positions. A unit that walked fires only after it
+        # stopped and wound up its weapon (damage point); the hit lands when the later of that
+        # moment and its cooldown's end falls within the step.
         to_target = (new_pos.gather(1, tgt_xy) - new_pos).square().sum(-1).sqrt()  # [B, U]
         engaged = has_target & alive & alive.gather(1, tgt) & (to_target <= reach + RANGE_TOLERANCE)
-        fire = engaged & r.can_attack[r.slot, tgt] & (self._cooldown <= dt)
-        healing = engaged & r.can_heal[r.slot, tgt]
+        fire_time = torch.maximum(self._cooldown, torch.where(walk_time > 0, walk_time + DAMAGE_POINT, 0.0))
+        armed_on = engaged & (can_attack > 0)
+        fire = armed_on & (fire_time <= dt)
 
-        hit = r.hit[r.slot, tgt]  # [B, U] raw damage of one hit on the chosen target
-        hit_health = r.hit_health[r.slot, tgt]
+        # Rules a map cannot use are skipped (static per map, same results): a second hit phase
+        # without Zealots, shields without Protoss, healing without Medivacs.
         tgt3 = tgt.unsqueeze(-1).expand(b, u, 3)
-        took_damage = torch.zeros(b, u, dtype=torch.bool, device=self.device)
-        for phase in (1, 2):  # the Zealot's second hit lands after everyone's first
-            firing = (fire & (r.hits >= phase)).float()
+        took_damage = None
+        for phase in range(1, r.max_hits + 1):  # the Zealot's second hit lands after everyone's first
+            firing = (fire & (r.hits >= phase)).float() if phase > 1 else fire.float()
             per_hit = torch.stack([hit * firing, hit_health * firing, firing], -1)  # [B, U, 3]
             pooled = torch.zeros(b, u, 3, device=self.device).scatter_add_(1, tgt3, per_hit)
-            health, shield = apply_hits(health, shield, pooled[..., 0], pooled[..., 1], pooled[..., 2], r.armor)
-            took_damage = took_damage | (pooled[..., 0] > 0)
+            if r.has_shields:
+                health, shield = apply_hits(health, shield, pooled[..., 0], pooled[..., 1], pooled[..., 2], r.armor)
+            else:  # no shield to absorb: every hit loses its armor (exactly apply_hits with shield 0)
+                health = health - pooled[..., 1]
+            hit_now = pooled[..., 0] > 0
+            took_damage = hit_now if took_damage is None else took_damage | hit_now
         survived = alive & (health > 0)
         health = health.clamp(min=0.0)
 
-        missing = (r.max_health - health).gather(1, tgt) * survived.gather(1, tgt)  # [B, U]
-        healed, energy = heal(self._energy, missing, healing & survived, r.heal_per_second, r.heal_per_energy, dt)
-        health = torch.minimum(health + torch.zeros_like(health).scatter_add_(1, tgt, healed), r.max_health)
-        energy = torch.minimum(energy + r.energy_per_second * dt, r.max_energy)
+        energy = self._energy
+        if r.has_healers:
+            healing = engaged & (can_heal > 0)
+            missing = (r.max_health - health).gather(1, tgt) * survived.gather(1, tgt)  # [B, U]
+            healed, energy = heal(energy, missing, healing & survived, r.heal_per_second, r.heal_per_energy, dt)
+            health = torch.minimum(health + torch.zeros_like(health).scatter_add_(1, tgt, healed), r.max_health)
+            energy = torch.minimum(energy + r.energy_per_second * dt, r.max_energy)
 
         since_damage = torch.where(took_damage, 0.0, self._since_damage + dt)
-        shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
-        cooldown = advance_cooldown(self._cooldown, fire, r.cooldown, dt)
-        attacker = torch.where(fire, r.slot, -1)
-        last_attacker = torch.full_like(attacker, -1).scatter_reduce_(1, tgt, attacker, "amax")
+        if r.has_shields:
+            shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
+        cooldown = advance_cooldown(self._cooldown, fire, fire_time, r.cooldown, dt)
+        engaged_on = torch.where(armed_on & survived & survived.gather(1, tgt), tgt, -1)  # [B, U]
 
         # --- reward (SMAC: only positive, from enemy losses) and the end of the battle
         enemy_lost = ((self._health + self._shield)[:, n:] - (health + shield)[:, n:]).sum(1)  # [B]
@@ -301,12 +343,14 @@ class SmacLiteEnv(BatchedEnv):
         a1, a2 = active.unsqueeze(1), active.view(b, 1, 1)
         self._pos = torch.where(a2, new_pos, pos)
         self._health = torch.where(a1, health, self._health)
-        self._shield = torch.where(a1, shield, self._shield)
-        self._energy = torch.where(a1, energy, self._energy)
+        if r.has_shields:
+            self._shield = torch.where(a1, shield, self._shield)
+        if r.has_healers:
+            self._energy = torch.where(a1, energy, self._energy)
         self._cooldown = torch.where(a1, cooldown, self._cooldown)
         self._since_damage = torch.where(a1, since_damage, self._since_damage)
         self._target[:, n:] = torch.where(a1, enemy_memory, self._target[:, n:])
-        self._last_attacker = torch.where(a1, last_attacker, self._last_attacker)
+        self._engaged_on = torch.where(a1, engaged_on, self._engaged_on)
         at_point = (new_pos[:, n:] - self._attack_point).square().sum(-1) < ARRIVAL_RADIUS**2  # [B, E]
         self._arrived = self._arrived | (at_point & a1)
         self._last_action = torch.where(a2, F.one_hot(act, self.n_actions).float(), self._last_action)
@@ -317,11 +361,11 @@ class SmacLiteEnv(BatchedEnv):
         self._observation = None
         alive_now = self._health > 0
         info = {
-            "battle_won": self._won.clone(),
+            "battle_won": self._won,  # every step builds new flag tensors: callers may keep these
             "dead_allies": (~alive_now[:, :n]).sum(1),
             "dead_enemies": (~alive_now[:, n:]).sum(1),
         }
-        return reward, self._terminated.clone(), self._truncated.clone(), info
+        return reward, self._terminated, self._truncated, info
 
     # ------------------------------------------------------------------ observation
     def get_obs(self) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The SMAC scenarios as data: one ``MapSpec`` entry per map (adding a map adds no code).
 
-Compositions, episode limits and unit-type bits are SMAC's (``shared/reference/smac.md``).
+Compositions, episode limits and unit-type bits are SMAC's (``docs/smac.md``).
 Layout (as in the StarCraft-free reimplementations): an open 32 x 32 arena, the agents'
 group centred at (9, 16) and the enemies' at (23, 16); the enemies attack-move to the
 agents' spawn point. Units of a group stand in a square grid, first slots in front.

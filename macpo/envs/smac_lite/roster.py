@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from macpo.envs.smac_lite.maps import MapSpec
-from macpo.envs.smac_lite.units import MIN_HIT_DAMAGE, UNIT_TYPES
+from macpo.envs.smac_lite.units import MIN_HIT_DAMAGE, MIN_SCAN_RANGE, SCAN_RANGE_MARGIN, UNIT_TYPES
 
 
 class Roster:
@@ -43,6 +43,11 @@ class Roster:
         self.is_agent = torch.arange(self.n_units, device=device) < self.n_agents  # [U] bool
         self.slot = torch.arange(self.n_units, device=device)  # [U]
         self.has_healers = bool(any(u.is_healer for u in self.types))
+        # static facts of the map that let step() skip whole rules (same results, fewer tensor ops)
+        self.agent_healers = bool(any(u.is_healer for u in self.types[: self.n_agents]))
+        self.enemy_healers = bool(any(u.is_healer for u in self.types[self.n_agents :]))
+        self.has_shields = bool(any(u.max_shield > 0 for u in self.types))
+        self.max_hits = max(u.hits for u in self.types)
 
         # 1 / max for fractions; 0 where the max is 0 (no shield, no energy)
         self.inv_max_health = 1.0 / self.max_health
@@ -67,9 +72,18 @@ class Roster:
         hits_ground = torch.tensor([u.hits_ground for u in self.types], device=device)
         same_side = self.is_agent[:, None] == self.is_agent[None, :]
         can_hit = torch.where(air[None, :], hits_air[:, None], hits_ground[:, None])
-        self.reach = weapon_range[:, None] + self.radius[:, None] + self.radius[None, :]  # centre distance
+        edges = self.radius[:, None] + self.radius[None, :]  # [U, U] weapon ranges run edge to edge
+        self.reach = weapon_range[:, None] + edges  # centre distance
+        scan = torch.clamp(weapon_range + SCAN_RANGE_MARGIN, min=MIN_SCAN_RANGE)  # [U]
+        self.scan = scan[:, None] + edges  # centre distance at which automatic targeting acquires a target
+        self.ground = ~air  # [U] ground bodies collide (air units fly over them)
         self.can_attack = ~same_side & can_hit & ~self.healer[:, None]
         self.can_heal = same_side & self.healer[:, None] & ~self.healer[None, :]
+        self.armed = self.can_attack.any(1)  # [U] has a weapon that can fire back: a "threat"
         hit = stat("damage")[:, None] + stat("bonus_vs_armored")[:, None] * armored[None, :]
         self.hit = hit * self.can_attack  # raw damage of one hit (what shields absorb)
         self.hit_health = (hit - self.armor[None, :]).clamp(min=MIN_HIT_DAMAGE) * self.can_attack  # past armor
+        # the pair tables step() reads for each unit's chosen target, in one [U, U, 5] table (one gather)
+        self.pair_table = torch.stack(
+            [self.reach, self.hit, self.hit_health, self.can_attack.float(), self.can_heal.float()], -1
+        )

@@ -1,6 +1,6 @@
 """StarCraft II unit types used by the SMAC maps (Legacy of the Void stats).
 
-Values are the public game data listed in ``shared/reference/smac.md``; times and speeds are
+Values are the public game data listed in ``docs/smac.md``; times and speeds are
 "faster" game speed values (22.4 game loops per second). Radii are the game's unit footprint
 radii: weapon ranges in StarCraft II are measured between unit edges, so a weapon reaches a
 target whose centre is within ``weapon_range + radius(attacker) + radius(target)``.
@@ -16,6 +16,14 @@ SHIELD_REGEN_PER_SECOND = 2.0
 SHIELD_REGEN_DELAY = 10.0
 #: a hit that reaches health deals at least this much, whatever the armor.
 MIN_HIT_DAMAGE = 0.5
+#: Legacy of the Void: a weapon scans for targets out to max(5, weapon range + 0.5) (edge to edge;
+#: Liquipedia, "Automatic Targeting").
+MIN_SCAN_RANGE = 5.0
+SCAN_RANGE_MARGIN = 0.5
+#: seconds between the end of a unit's walk and its hit landing (the weapon's damage point). The
+#: game data's per-weapon values are not in our sources; SC2's are a few game loops for these
+#: units, so one value of 2 loops (0.09 s) stands in for all of them.
+DAMAGE_POINT = 2 / 22.4
 
 
 @dataclass(frozen=True)
@@ -101,11 +109,11 @@ MEDIVAC = UnitType(
     air=True,
     hits_ground=False,
     hits_air=False,
-    heal_per_second=9.0,
+    heal_per_second=12.6,  # 9 HP per 3 energy per "normal" second = 12.6 HP/s at "faster" (Liquipedia, Heal)
     heal_per_energy=3.0,
     max_energy=200,
     start_energy=50,
-    energy_per_second=0.5625,
+    energy_per_second=0.7875,  # 0.5625 per "normal" second, x1.4 at "faster"
 )
 STALKER = UnitType(
     name="stalker",
