@@ -10,7 +10,8 @@ from analysis.figures import draw_selection
 from analysis.load import simulator_label
 from analysis.selection import FIG3_SMAC_MARL, coverage_note, select_runs, task_simulators
 from macpo.envs.smac_lite import SIM_VERSION
-from macpo.train import ConfigError, run_tags, validate
+from macpo.runs.lifecycle import run_tags
+from macpo.train import ConfigError, validate
 
 TINY = ["t_max=100", "batch_size=2", "buffer_size=4", "batch_size_run=1"]
 
