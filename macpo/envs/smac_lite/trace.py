@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("trace needs env.backend=lite")
     build = hydra.utils.instantiate(cfg.algo, _partial_=True, _convert_="all")
     algo = build(train_env=env, sampler=hydra.utils.instantiate(cfg.sampler), loop=LoopSettings(1, 1, 1))
-    algo.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"], strict=False)
+    algo.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"], strict=False)
     policy = algo.greedy_policy()
     policy.reset(env.n_envs)
     with torch.no_grad():
