@@ -143,8 +143,13 @@ def milestone_values(points: pd.DataFrame, milestones: list[int], window: int) -
     return pd.DataFrame(rows, columns=["map", "milestone", "value", "seeds"])
 
 
-def target_status(values: dict[int, float], targets) -> str:
-    """'met', 'MISSED (...)' or 'pending' for a map's targets ({at, min, max} or a list of them)."""
+#: the targets are judged on the mean of at least this many seeds
+MIN_SEEDS = 2
+
+
+def target_status(values: dict[int, float], targets, seeds: dict[int, int] | None = None) -> str:
+    """'met', 'MISSED (...)', 'in band, ...' (fewer than MIN_SEEDS seeds) or 'pending' for a map's
+    targets ({at, min, max} or a list of them); ``seeds`` counts the seeds behind each milestone."""
     if targets is None:
         return ""
     targets = targets if isinstance(targets, list) else [targets]
@@ -159,7 +164,10 @@ def target_status(values: dict[int, float], targets) -> str:
             misses.append(f"{value:.0f}% at {int(t['at']) / 1e6:g}M, want {_band(lo, hi)}")
     if misses:
         return "MISSED (" + "; ".join(misses) + ")"
-    return "pending" if pending else "met"
+    if pending:
+        return "pending"
+    fewest = min((seeds or {}).get(int(t["at"]), MIN_SEEDS) for t in targets)
+    return "met" if fewest >= MIN_SEEDS else f"in band, {fewest} seed(s) (needs >= {MIN_SEEDS})"
 
 
 def _band(lo: float, hi: float) -> str:
@@ -187,7 +195,7 @@ def calibration_table(points: pd.DataFrame, reference: dict, maps: list[str], wi
             row[f"lite {m / 1e6:g}M"] = "-" if value != value else f"{value:.0f}% (n={int(mine['seeds'][m])})"
             row[f"real {m / 1e6:g}M"] = f"{real[m]}%" if m in real else "-"
         row["real final"] = f"{real['final']}%" if "final" in real else "-"
-        row["target"] = target_status(dict(mine["value"]), ref.get("target"))
+        row["target"] = target_status(dict(mine["value"]), ref.get("target"), dict(mine["seeds"]))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -49,6 +49,9 @@ def test_table_from_a_tiny_store(tmp_path):
 
 
 def test_target_status():
+    one_seed = calibrate.target_status({500_000: 30.0}, {"at": 500_000, "min": 15, "max": 50}, {500_000: 1})
+    assert one_seed.startswith("in band, 1 seed")  # the targets are judged on >= 2 seeds
+    assert calibrate.target_status({500_000: 30.0}, {"at": 500_000, "min": 15, "max": 50}, {500_000: 2}) == "met"
     assert calibrate.target_status({500_000: 70.0}, {"at": 500_000, "max": 60}).startswith("MISSED (70% at 0.5M")
     assert calibrate.target_status({500_000: 30.0, 1_000_000: 50.0}, [{"at": 500_000, "min": 15, "max": 50},
                                                                       {"at": 1_000_000, "min": 40}]) == "met"
