@@ -43,7 +43,15 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import ViewType
 
-from analysis.load import DEFAULT_CACHE_DIR, DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, load_runs, open_client
+from analysis.load import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_STATUSES,
+    add_run_selection_arguments,
+    load_runs,
+    open_client,
+    selected_statuses,
+)
 from analysis.selection import PREDATOR_PREY_PREFIX, TEST_RETURN, WIN_RATE, run_table
 from analysis.tables import final_scores
 
@@ -55,7 +63,6 @@ ABSOLUTE = "absolute_metrics"
 STEP_COUNT = "step_count"
 #: the params that name an env's implementation, read from the store to place a run
 ENV_PARAMS = ("env/_target_", "env/backend")
-DEFAULT_STATUSES = ("FINISHED",)
 
 
 @dataclass
@@ -184,24 +191,15 @@ def export(
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: export the store's runs, print any gaps and where the file is."""
     parser = argparse.ArgumentParser(prog="python -m analysis.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking URI")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
-    parser.add_argument("--sweep", default=None, help="only runs with this sweep tag (default: all)")
+    add_run_selection_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
-    parser.add_argument(
-        "--status",
-        default=",".join(DEFAULT_STATUSES),
-        help="comma-separated MLflow run states to include, or 'all' (default: FINISHED)",
-    )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="history cache folder")
     parser.add_argument("--no-cache", action="store_true", help="read every history from the store")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.out.exists() and args.out.is_dir():
         parser.error(f"--out {args.out}: is a folder; give the JSON file's path")
-    statuses = (
-        None if args.status.lower() == "all" else [s.strip().upper() for s in args.status.split(",") if s.strip()]
-    )
+    statuses = selected_statuses(args.status)
     try:
         result = export(
             args.tracking_uri,

@@ -26,7 +26,12 @@ from matplotlib.ticker import FuncFormatter
 
 from analysis import tables
 from analysis.curves import learning_curves
-from analysis.load import DEFAULT_CACHE_DIR, DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, load_runs
+from analysis.load import (
+    DEFAULT_CACHE_DIR,
+    add_run_selection_arguments,
+    load_runs,
+    selected_statuses,
+)
 from analysis.selection import (
     FIG1_REPLAY,
     FIG2_PREDATOR_PREY,
@@ -54,7 +59,6 @@ from analysis.style import (
 )
 
 DEFAULT_OUT = Path("outputs/figures")
-DEFAULT_STATUSES = ("FINISHED",)  # a paper figure; `--status all` adds runs still going
 FORMATS = ("png", "pdf")
 PLOTTED_METRICS = tuple(dict.fromkeys(spec.metric for spec in FIGURES))
 
@@ -219,15 +223,8 @@ def write_report(
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: load the store, write every figure and table, print the paths written."""
     parser = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n")[0])
-    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking URI")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
-    parser.add_argument("--sweep", default=None, help="only runs with this sweep tag (default: all)")
+    add_run_selection_arguments(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    parser.add_argument(
-        "--status",
-        default=",".join(DEFAULT_STATUSES),
-        help="comma-separated MLflow run states to include, or 'all' (default: FINISHED)",
-    )
     parser.add_argument("--reps", type=int, default=tables.BOOTSTRAP_REPS, help="bootstrap resamples")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="history cache folder")
     parser.add_argument("--no-cache", action="store_true", help="read every history from the store")
@@ -235,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error(f"--reps {args.reps}: needs at least one bootstrap resample")
-    statuses = None if args.status.lower() == "all" else [s.strip() for s in args.status.split(",") if s.strip()]
+    statuses = selected_statuses(args.status)
 
     try:
         points = load_runs(

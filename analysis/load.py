@@ -40,6 +40,8 @@ from tqdm import tqdm
 
 DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 DEFAULT_EXPERIMENT = "macpo"
+#: run states a figure or export reads unless told otherwise (`--status all` adds runs still going)
+DEFAULT_STATUSES = ("FINISHED",)
 DEFAULT_CACHE_DIR = Path("outputs/.analysis_cache")
 
 RUN_COLUMNS = ("run_id", "env", "algo", "sampler", "seed", "punishment", "sweep", "status", "t_max", "simulator")
@@ -389,3 +391,20 @@ def _to_number(text: str | None, kind: type) -> float | int | None:
         return kind(float(text)) if kind is int else kind(text)
     except ValueError:
         return None
+
+
+def add_run_selection_arguments(parser) -> None:
+    """The options every analysis command shares to pick runs: store, experiment, sweep, states."""
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking URI")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    parser.add_argument("--sweep", default=None, help="only runs with this sweep tag (default: all)")
+    parser.add_argument(
+        "--status",
+        default=",".join(DEFAULT_STATUSES),
+        help="comma-separated MLflow run states to include, or 'all' (default: FINISHED)",
+    )
+
+
+def selected_statuses(status: str) -> list[str] | None:
+    """``--status`` as a list of MLflow run states, or None for 'all'."""
+    return None if status.lower() == "all" else [s.strip().upper() for s in status.split(",") if s.strip()]

@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import macpo.config  # noqa: F401 - puts the config schemas in Hydra's ConfigStore (conf/train.yaml names them)
+from macpo.algos.base import MarlAlgorithm
 
 # One intra-op thread: the suite's tensors are small, and on a shared 2-core machine two OpenMP
 # threads spin against other processes (measured: a GRU forward 20x slower under load).
@@ -46,3 +47,23 @@ def run_cli(args, cwd=REPO, timeout=600, env_extra=None):
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture
+def crash_once_after(monkeypatch):
+    """crash_once_after(step): the next metric write at or after ``step`` env steps raises, once."""
+
+    def arm(step: int):
+        original = MarlAlgorithm.flush_logs
+        state = {"armed": True}
+
+        def flush_then_crash(self):
+            original(self)
+            if state["armed"] and self.env_steps >= step:
+                state["armed"] = False
+                raise RuntimeError("simulated crash")
+
+        monkeypatch.setattr(MarlAlgorithm, "flush_logs", flush_then_crash)
+        return state
+
+    return arm

@@ -88,23 +88,6 @@ def _nan_weights_with_a_matching_checksum(path):
     (path.parent / SIDECAR).write_text(json.dumps(meta))
 
 
-@pytest.fixture
-def crash_once_after(monkeypatch):
-    def arm(step: int):
-        original = MarlAlgorithm.flush_logs
-        state = {"armed": True}
-
-        def flush_then_crash(self):
-            original(self)
-            if state["armed"] and self.env_steps >= step:
-                state["armed"] = False
-                raise RuntimeError("simulated crash")
-
-        monkeypatch.setattr(MarlAlgorithm, "flush_logs", flush_then_crash)
-
-    return arm
-
-
 @pytest.mark.parametrize(
     "damage, reason",
     [(_random_bytes, "does not match"), (_truncate, "does not match"),

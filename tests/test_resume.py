@@ -102,26 +102,6 @@ def resume_to_finish(cfg, uri):
     return after
 
 
-@pytest.fixture
-def crash_once_after(monkeypatch):
-    """crash_once_after(step): the next metric write at or after ``step`` env steps raises, once."""
-
-    def arm(step: int):
-        original = MarlAlgorithm.flush_logs
-        state = {"armed": True}
-
-        def flush_then_crash(self):
-            original(self)
-            if state["armed"] and self.env_steps >= step:
-                state["armed"] = False
-                raise RuntimeError("simulated crash")
-
-        monkeypatch.setattr(MarlAlgorithm, "flush_logs", flush_then_crash)
-        return state
-
-    return arm
-
-
 @pytest.mark.parametrize(
     "extra",
     [
