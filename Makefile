@@ -4,6 +4,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# pytest-xdist workers (one test file per worker: module fixtures are built once); 0 runs in-process
+PYTEST_WORKERS ?= 2
 DEMO_URI ?= sqlite:///outputs/mlflow.db
 DEMO_FIGURES ?= outputs/figures
 DEMO_EXPORT ?= outputs/marl_eval.json
@@ -37,10 +39,10 @@ demo: venv
 	@echo "MLflow store: $(DEMO_URI) (browse: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI))"
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check macpo analysis tests

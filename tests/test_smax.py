@@ -74,3 +74,26 @@ def test_parallel_api_test_on_a_smax_map():
         warnings.simplefilter("always")
         parallel_api_test(view, num_cycles=200)
     assert not [str(w.message) for w in caught if "pettingzoo" in w.filename.replace("\\", "/")]
+
+
+@needs_jaxmarl
+@pytest.mark.slow
+def test_cli_trains_on_smax_and_logs_win_rates_and_backend_tags(tmp_path):
+    """``python -m macpo.train env=5m_vs_6m env.backend=smax`` trains end to end (a short budget)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import run_cli
+
+    db = tmp_path / "smax.db"
+    res = run_cli(["-m", "macpo.train", "env=5m_vs_6m", "env.backend=smax", "algo=qmix", "sampler=uniform",
+                   "t_max=600", "batch_size=4", "buffer_size=16", "batch_size_run=4", "test_interval=300",
+                   "test_nepisode=4", "log_interval=300", "progress_bar=false",
+                   f"logger.tracking_uri=sqlite:///{db}", f"hydra.run.dir={tmp_path}/run"])  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    run = mlflow.search_runs(experiment_names=["macpo"]).iloc[0]
+    assert run["status"] == "FINISHED" and run["tags.env.backend"] == "smax"
+    won = MlflowClient(f"sqlite:///{db}").get_metric_history(run.run_id, "test/battle_won_mean")
+    assert len(won) >= 2 and all(0.0 <= m.value <= 1.0 for m in won)
+    assert run["metrics.train/battle_won_mean"] >= 0.0
