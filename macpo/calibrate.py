@@ -27,7 +27,7 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 REFERENCE = CONF / "calibration" / "reference.yaml"
 WIN_RATE = "test/battle_won_mean"
 DEFAULTS = {
-    "maps": "3m,2s3z,5m_vs_6m,3s_vs_5z,MMM2",
+    "maps": "3m,8m,2s3z,5m_vs_6m,3s_vs_5z,MMM2",
     "seeds": "0,1",
     "t_max": 1_000_000,
     "tracking_uri": "sqlite:///outputs/calibration/mlflow.db",
