@@ -26,14 +26,13 @@ from __future__ import annotations
 import torch
 
 from macpo.envs.smac_lite.combat import nearest
-from macpo.envs.smac_lite.roster import Roster
+from macpo.envs.smac_lite.roster import RANGE_TOLERANCE, Roster
 
 #: added to the distance of undamaged friends, so a healer prefers any damaged one
 _UNDAMAGED_PENALTY = 1e4
 #: per priority level subtracted from a candidate's distance (larger than any distance on a map)
 _PRIORITY_STEP = 1e4
-#: reach slack for float round-off after walking exactly into range
-RANGE_TOLERANCE = 1e-4
+__all__ = ["RANGE_TOLERANCE", "choose_enemy_targets"]
 
 
 def choose_enemy_targets(
@@ -56,17 +55,18 @@ def choose_enemy_targets(
     [B, U] and the slot each agent attacks this step [B, N] (-1: none; both count as "attacking
     it"), and whether each enemy has reached the attack point [B, E] (bool).
     """
-    n, e = roster.n_agents, roster.n_enemies
+    n = roster.n_agents
     d = dist  # [B, E, U]
-    valid = roster.can_attack[n:] & alive.unsqueeze(1)  # [B, E, U]
-    in_reach = valid & (d <= roster.reach[n:] + RANGE_TOLERANCE)
-    in_scan = valid & (d <= roster.scan[n:])
+    valid = roster.enemy_can_attack & alive.unsqueeze(1)  # [B, E, U]
+    in_reach = valid & (d <= roster.enemy_reach_tol)
+    in_scan = valid & (d <= roster.enemy_scan)
     visible = valid & (d < sight_range)
 
-    enemy_slots = torch.arange(n, n + e, device=dist.device)  # [E]
-    attacking_me = engaged_on.unsqueeze(1) == enemy_slots.view(1, e, 1)  # [B, E, U]
-    attacking_me[:, :, :n] |= ordered_on.unsqueeze(1) == enemy_slots.view(1, e, 1)
-    priority = attacking_me.float() + roster.armed.float()  # [B, E, U]: 2 attacking, 1 armed, 0 unarmed
+    slots = roster.enemy_slots  # [1, E, 1]
+    attacking_me = (engaged_on.unsqueeze(1) == slots) | (
+        torch.cat([ordered_on, engaged_on[:, n:]], 1).unsqueeze(1) == slots
+    )  # [B, E, U] (enemies' own entries only repeat the first test)
+    priority = attacking_me.float() + roster.armed_float  # [B, E, U]: 2 attacking, 1 armed, 0 unarmed
 
     has_prev = prev_target >= 0
     prev = prev_target.clamp(min=0).unsqueeze(-1)  # [B, E, 1]
