@@ -99,4 +99,4 @@ def step_toward(
 def nearest(mask: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     """Index of the nearest candidate along the last dim (mask, dist [..., U]), or -1 if none."""
     value, index = dist.masked_fill(~mask, float("inf")).min(-1)
-    return torch.where(torch.isfinite(value), index, -1)
+    return index.masked_fill_(value == float("inf"), -1)  # distances are finite: inf = no candidate

@@ -136,7 +136,8 @@ class SmacLiteEnv(BatchedEnv):
         self._attack_point = torch.tensor(self.spec.attack_point, device=dev)  # [2]
         self._bounds = torch.tensor([self.spec.width, self.spec.height], device=dev)  # [2]
         self._origin = torch.zeros(2, device=dev)  # [2] lower corner of the map
-        self._half_bounds = self._bounds / 2
+        self._half_bounds_t = (self._bounds / 2).view(2, 1)  # [2, 1]
+        self._bounds_t = self._bounds.view(2, 1)  # [2, 1]
         self._directions = torch.tensor(_MOVE_DIRECTIONS, device=dev)  # [4, 2]
         self._move_offsets = MOVE_AMOUNT * self._directions  # [4, 2] (exact: MOVE_AMOUNT * 0 or +-1)
         move_table = torch.zeros(self.n_actions, 2, device=dev)
@@ -163,32 +164,35 @@ class SmacLiteEnv(BatchedEnv):
 
     def _layouts(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Column indices that cut SMAC's obs [N, O] and state [S] (minus the last actions) out of
-        the uniform per-unit blocks ``_observe`` builds in a few large ops (every unit gets a
-        shield column and its own column block; the index drops what SMAC's layout has not)."""
+        the feature-major tensors ``_observe`` builds in a few large ops (every unit gets every
+        feature, shields included; the index puts SMAC's columns in SMAC's order).
+
+        ``_observe``'s per-agent tensor is [move flags (4), features [6 + k, U] flattened]: for each
+        unit seen by the agent [flag, dist, dx, dy, health, shield, type(k)] (its own column holds
+        its own health, shield, type); its per-unit state tensor is [health, cooldown, x, y, shield,
+        type(k)] x U, flattened.
+        """
         n, u, r = self.n_agents, self.n_units, self.roster
         k = r.type_onehot.shape[1]
-        bits = list(range(k))
-        # obs block per unit seen by an agent: [flag, dist, dx, dy, health, shield, type(k)]
-        width = 6 + k
-        block = {s: [0, 1, 2, 3, 4] + [5] * s + [6 + i for i in bits] for s in (0, 1)}
-        own_at = 4 + u * width  # own block: [health, shield, type(k)]
-        own = [own_at] + [own_at + 1] * r.agent_shield_bits + [own_at + 2 + i for i in bits]
+        bits = [6 + i for i in range(k)]
+
+        def col(feature: int, unit: int) -> int:
+            return 4 + feature * u + unit
+
+        seen_features = {s: [0, 1, 2, 3, 4] + [5] * s + bits for s in (0, 1)}
         rows = []
         for i in range(n):
             cols = [0, 1, 2, 3]  # move flags
-            for j in range(n, u):
-                cols += [4 + j * width + c for c in block[r.enemy_shield_bits]]
-            for j in range(n):
-                if j != i:
-                    cols += [4 + j * width + c for c in block[r.agent_shield_bits]]
-            rows.append(cols + own)
+            cols += [col(f, j) for j in range(n, u) for f in seen_features[r.enemy_shield_bits]]
+            cols += [col(f, j) for j in range(n) if j != i for f in seen_features[r.agent_shield_bits]]
+            cols += [col(f, i) for f in [4] + [5] * r.agent_shield_bits + bits]  # own health, shield, type
+            rows.append(cols)
         obs_columns = torch.tensor(rows, device=self.device)  # [N, O]
         assert obs_columns.shape[1] == self._env_info.obs_shape
-        # state block per unit: [health, cooldown, x, y, shield, type(k)]
-        width = 5 + k
-        agent_cols = [0, 1, 2, 3] + [4] * r.agent_shield_bits + [5 + i for i in bits]
-        enemy_cols = [0, 2, 3] + [4] * r.enemy_shield_bits + [5 + i for i in bits]
-        cols = [j * width + c for j in range(u) for c in (agent_cols if j < n else enemy_cols)]
+        bits = [5 + i for i in range(k)]
+        agent_features = [0, 1, 2, 3] + [4] * r.agent_shield_bits + bits
+        enemy_features = [0, 2, 3] + [4] * r.enemy_shield_bits + bits
+        cols = [f * u + j for j in range(u) for f in (agent_features if j < n else enemy_features)]
         state_columns = torch.tensor(cols, device=self.device)  # [S - N * A]
         assert len(cols) + n * self.n_actions == self._env_info.state_shape
         return obs_columns, state_columns
@@ -414,38 +418,39 @@ class SmacLiteEnv(BatchedEnv):
         return self._observe()[2]  # [B, N, A] bool
 
     def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Built feature-major ([..., feature, unit]): concatenating and masking whole rows of U
+        # values is a few large memory ops, where feature-last would copy a few floats per unit.
         if self._observation is not None:
             return self._observation
         b, n, u, r = self.n_envs, self.n_agents, self.n_units, self.roster
         pos = self._pos
+        pos_t = pos.transpose(1, 2)  # [B, 2, U]
         alive = self._health > 0  # [B, U]
         self._alive = alive
-        delta = (pos.unsqueeze(1) - pos[:, :n].unsqueeze(2)) / SIGHT_RANGE  # [B, N (from), U (to), 2]
         dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U] exact
         self._dist = dist
 
         health = self._health * r.inv_max_health  # [B, U] fractions
         shield = self._shield * r.inv_max_shield
         descr = torch.cat(
-            [health.unsqueeze(-1), shield.unsqueeze(-1), r.type_onehot.expand(b, -1, -1)], -1
-        )  # [B, U, 2 + k] health, shield, type
+            [health.unsqueeze(1), shield.unsqueeze(1), r.type_onehot_t.expand(b, -1, -1)], 1
+        )  # [B, 2 + k, U] health, shield, type
         alive_a = alive[:, :n]
 
         d = dist[:, :n]  # [B, N, U]
         both = alive_a.unsqueeze(2) & alive.unsqueeze(1)
         seen = both & (d < SIGHT_RANGE)
         shootable = both & (d <= SHOOT_RANGE)
-        # flag: attackable for an enemy, visible for an ally
-        flag = torch.where(self._is_enemy, shootable, seen)
+        flag = torch.where(self._is_enemy, shootable, seen)  # attackable for an enemy, visible for an ally
+        delta = (pos_t.unsqueeze(1) - pos[:, :n].unsqueeze(3)) / SIGHT_RANGE  # [B, N (from), 2, U (to)]
         feats = torch.cat(
-            [flag.unsqueeze(-1).float(), d.unsqueeze(-1) / SIGHT_RANGE, delta, descr.unsqueeze(1).expand(b, n, u, -1)],
-            -1,
-        ) * seen.unsqueeze(-1)  # [B, N, U, 6 + k]
+            [flag.unsqueeze(2).float(), d.unsqueeze(2) / SIGHT_RANGE, delta, descr.unsqueeze(1).expand(b, n, -1, -1)],
+            2,
+        ) * seen.unsqueeze(2).float()  # [B, N, 6 + k, U]
 
         dest = pos[:, :n].unsqueeze(2) + self._move_offsets  # [B, N, 4, 2]
         can_move = ((dest >= 0) & (dest <= self._bounds)).all(-1) & alive_a.unsqueeze(-1)  # [B, N, 4]
-        alive_af = alive_a.unsqueeze(-1).float()
-        wide = torch.cat([can_move.float(), feats.flatten(2), descr[:, :n]], -1) * alive_af  # [B, N, W]
+        wide = torch.cat([can_move.float(), feats.flatten(2)], -1) * alive_a.unsqueeze(-1).float()  # [B, N, W]
         obs = wide.gather(2, self._obs_columns.expand(b, -1, -1))  # [B, N, O]
 
         target_ok = shootable[:, :, n:]  # [B, N, E]
@@ -456,13 +461,13 @@ class SmacLiteEnv(BatchedEnv):
         alive_a3 = alive_a.unsqueeze(-1)
         avail = torch.cat([~alive_a3, alive_a3, can_move, target_ok], -1)  # [B, N, A]
 
-        xy = (pos - self._half_bounds) / self._bounds  # [B, U, 2] relative to the centre
+        xy = (pos_t - self._half_bounds_t) / self._bounds_t  # [B, 2, U] relative to the centre
         cooldown = torch.where(  # [B, U] weapon cooldown / SMAC's max; Medivac: energy / 200
             r.healer, self._energy * r.inv_max_energy, self._cooldown * self._cooldown_feature_scale
         )
         units = torch.cat(
-            [health.unsqueeze(-1), cooldown.unsqueeze(-1), xy, descr[..., 1:]], -1
-        ) * alive.unsqueeze(-1).float()  # [B, U, 5 + k] health, cooldown, x, y, shield, type
+            [health.unsqueeze(1), cooldown.unsqueeze(1), xy, descr[:, 1:]], 1
+        ) * alive.unsqueeze(1).float()  # [B, 5 + k, U] health, cooldown, x, y, shield, type
         state = torch.cat([units.flatten(1).index_select(1, self._state_columns), self._last_action.flatten(1)], -1)
 
         self._observation = (obs, state, avail)

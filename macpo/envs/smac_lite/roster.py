@@ -64,6 +64,7 @@ class Roster:
             if bits:
                 onehot[i, bits.index(u)] = 1.0
         self.type_onehot = onehot
+        self.type_onehot_t = onehot.t().contiguous()  # [bits, U]
         self.agent_shield_bits = int(any(u.max_shield > 0 for u in self.types[: self.n_agents]))
         self.enemy_shield_bits = int(any(u.max_shield > 0 for u in self.types[self.n_agents :]))
 
