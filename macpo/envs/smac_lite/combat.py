@@ -92,11 +92,12 @@ def step_toward(
     stopping ``stop_distance`` short of it."""
     delta = goal - pos  # [B, U, 2]
     dist = delta.square().sum(-1).sqrt()  # [B, U]
-    travel = torch.minimum((dist - stop_distance).clamp(min=0.0), max_step)
-    return pos + delta * (travel / dist.clamp(min=1e-6)).unsqueeze(-1)
+    travel = torch.minimum((dist - stop_distance).clamp_(min=0.0), max_step)
+    return pos + delta * (travel / dist.clamp_(min=1e-6)).unsqueeze(-1)
 
 
-def nearest(mask: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest candidate along the last dim (mask, dist [..., U]), or -1 if none."""
-    value, index = dist.masked_fill(~mask, float("inf")).min(-1)
+def nearest(excluded: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest candidate along the last dim (dist [..., U]; ``excluded`` [..., U] marks
+    the non-candidates), or -1 if none."""
+    value, index = dist.masked_fill(excluded, float("inf")).min(-1)
     return index.masked_fill_(value == float("inf"), -1)  # distances are finite: inf = no candidate

@@ -57,10 +57,10 @@ def choose_enemy_targets(
     """
     n = roster.n_agents
     d = dist  # [B, E, U]
-    valid = roster.enemy_can_attack & alive.unsqueeze(1)  # [B, E, U]
-    in_reach = valid & (d <= roster.enemy_reach_tol)
-    in_scan = valid & (d <= roster.enemy_scan)
-    visible = valid & (d < sight_range)
+    invalid = roster.enemy_cannot_attack | ~alive.unsqueeze(1)  # [B, E, U] not a target for this enemy
+    out_of_reach = invalid | (d > roster.enemy_reach_tol)
+    out_of_scan = invalid | (d > roster.enemy_scan)
+    out_of_sight = invalid | (d >= sight_range)
 
     slots = roster.enemy_slots  # [1, E, 1]
     attacking_me = (engaged_on.unsqueeze(1) == slots) | (
@@ -68,19 +68,18 @@ def choose_enemy_targets(
     )  # [B, E, U] (enemies' own entries only repeat the first test)
     priority = attacking_me.float() + roster.armed_float  # [B, E, U]: 2 attacking, 1 armed, 0 unarmed
 
-    has_prev = prev_target >= 0
     prev = prev_target.clamp(min=0).unsqueeze(-1)  # [B, E, 1]
-    prev_in_reach = has_prev & in_reach.gather(2, prev).squeeze(-1)
-    best_in_reach = priority.masked_fill(~in_reach, -1.0).amax(-1)  # [B, E]
+    prev_in_reach = (prev_target >= 0) & ~out_of_reach.gather(2, prev).squeeze(-1)
+    best_in_reach = priority.masked_fill(out_of_reach, -1.0).amax(-1)  # [B, E]
     keep = prev_in_reach & (priority.gather(2, prev).squeeze(-1) >= best_in_reach)
 
-    acquired = nearest(in_scan, d - _PRIORITY_STEP * priority)  # [B, E] best priority, then closest
+    acquired = nearest(out_of_scan, d - _PRIORITY_STEP * priority)  # [B, E] best priority, then closest
     committed = torch.where(keep, prev_target, acquired)
-    fighter_target = torch.where(committed >= 0, committed, torch.where(arrived, nearest(visible, d), -1))
+    fighter_target = torch.where(committed >= 0, committed, nearest(out_of_sight, d).masked_fill_(~arrived, -1))
 
     if not roster.enemy_healers:
         return fighter_target, committed
-    friends = roster.can_heal[n:] & alive.unsqueeze(1)  # [B, E, U]
-    heal_target = nearest(friends, d + _UNDAMAGED_PENALTY * (~damaged).unsqueeze(1))
+    not_friends = ~(roster.can_heal[n:] & alive.unsqueeze(1))  # [B, E, U]
+    heal_target = nearest(not_friends, d + _UNDAMAGED_PENALTY * (~damaged).unsqueeze(1))
     healer = roster.healer[n:]
     return torch.where(healer, heal_target, fighter_target), torch.where(healer, -1, committed)

@@ -218,6 +218,7 @@ class SmacLiteEnv(BatchedEnv):
         self._truncated = torch.zeros(b, dtype=torch.bool, device=dev)
         self._won = torch.zeros(b, dtype=torch.bool, device=dev)
         self._observation = None
+        self._dist_next = None  # distances step() computed for the next observation
         return self.get_obs(), self.get_state(), self.get_avail_actions()
 
     def place_units(
@@ -251,6 +252,7 @@ class SmacLiteEnv(BatchedEnv):
         self._engaged_on.fill_(-1)
         self._arrived.fill_(False)
         self._observation = None
+        self._dist_next = None  # distances step() computed for the next observation
 
     # ------------------------------------------------------------------ dynamics
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
@@ -273,6 +275,7 @@ class SmacLiteEnv(BatchedEnv):
         dist = self._dist  # [B, U, U]
         pos, health, shield = self._pos, self._health, self._shield
         alive = self._alive  # [B, U]
+        dead = ~alive
         damaged = health < r.max_health
         active = ~(self._terminated | self._truncated)  # [B]
 
@@ -282,10 +285,11 @@ class SmacLiteEnv(BatchedEnv):
         if r.agent_healers:  # a Medivac's order heals ally slot; a holding Medivac heals the nearest damaged ally
             ordered = torch.where(r.healer[:n], slot, slot + n)  # [B, N] attack enemy / heal ally slot
             hold_ok = torch.where(r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), r.can_attack[:n])
+            hold_not = ~hold_ok | dead.unsqueeze(1)
         else:
-            ordered, hold_ok = slot + n, r.can_attack[:n]
-        hold_ok = hold_ok & alive.unsqueeze(1)  # [B, N, U]: a holding agent picks the nearest, acts once in reach
-        agent_target = torch.where(slot >= 0, ordered, torch.where(hold, nearest(hold_ok, dist[:, :n]), -1))
+            ordered, hold_not = slot + n, r.cannot_attack[:n] | dead.unsqueeze(1)
+        # [B, N, U] hold_not: not a candidate of a holding agent, which picks the nearest and acts once in reach
+        agent_target = torch.where(slot >= 0, ordered, nearest(hold_not, dist[:, :n]).masked_fill_(~hold, -1))
         max_step = self._speed_dt * alive  # [B, U]
         # where the agents go this step (their orders do not depend on the enemies' choices): the
         # enemy AI judges ranges against these positions (see choose_enemy_targets)
@@ -321,13 +325,16 @@ class SmacLiteEnv(BatchedEnv):
         walk_time = (walked_to - pos).square().sum(-1).sqrt() / r.speed_or_tiny  # [B, U] seconds walking
         new_pos = separate(walked_to, r.contact, alive & r.ground, r.distinct)  # bodies collide
         new_pos = new_pos.clamp(min=self._origin, max=self._bounds)
+        # finished battles stay frozen; their distances are the next observation's too
+        pos_next = torch.where(active.view(b, 1, 1), new_pos, pos)  # [B, U, 2]
+        dist_next = torch.cdist(pos_next, pos_next, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U]
 
         # --- attacks and heals from the new positions. A unit that walked fires only after it
         # stopped and wound up its weapon (damage point); the hit lands when the later of that
         # moment and its cooldown's end falls within the step.
-        to_target = (new_pos.gather(1, tgt_xy) - new_pos).square().sum(-1).sqrt()  # [B, U]
+        to_target = dist_next.gather(2, tgt.unsqueeze(-1)).squeeze(-1)  # [B, U] (battles that go on)
         engaged = has_target & alive & alive.gather(1, tgt) & (to_target <= pair[..., 6])
-        fire_time = torch.maximum(self._cooldown, torch.where(walk_time > 0, walk_time + DAMAGE_POINT, 0.0))
+        fire_time = torch.maximum(self._cooldown, (walk_time + DAMAGE_POINT).masked_fill_(walk_time <= 0, 0.0))
         armed_on = engaged & (pair[..., 4] > 0)
         fire = armed_on & (fire_time <= dt)
 
@@ -356,7 +363,7 @@ class SmacLiteEnv(BatchedEnv):
             health = torch.minimum(health + torch.zeros_like(health).scatter_add_(1, tgt, healed), r.max_health)
             energy = torch.minimum(energy + r.energy_per_second * dt, r.max_energy)
 
-        since_damage = torch.where(took_damage, 0.0, self._since_damage + dt)
+        since_damage = (self._since_damage + dt).masked_fill_(took_damage, 0.0)
         if r.has_shields:
             shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
         cooldown = advance_cooldown(self._cooldown, fire, fire_time, r.cooldown, dt)
@@ -372,16 +379,15 @@ class SmacLiteEnv(BatchedEnv):
         agent_fighters = fighters[:, :n].sum(1)
         enemy_fighters = fighters[:, n:].sum(1)
         no_agents, no_enemies = agent_fighters == 0, enemy_fighters == 0
-        lost = no_agents & (~no_enemies | r.has_healers)  # MMM: only Medivacs = loss
-        won = ~lost & no_enemies & ~no_agents
+        won = no_enemies & ~no_agents  # a side with only Medivacs has lost (MMM)
         ended = no_agents | no_enemies
         t = self._t + active
         timeout = ~ended & (t >= self.spec.episode_limit)
         reward = ((enemy_lost + REWARD_PER_KILL * kills).abs() + REWARD_WIN * won) * self.reward_scale * active
 
         # --- commit; finished battles stay frozen
-        a1, a2 = active.unsqueeze(1), active.view(b, 1, 1)
-        self._pos = torch.where(a2, new_pos, pos)
+        a1 = active.unsqueeze(1)
+        self._pos = pos_next
         self._health = torch.where(a1, health, self._health)
         if r.has_shields:
             self._shield = torch.where(a1, shield, self._shield)
@@ -393,12 +399,13 @@ class SmacLiteEnv(BatchedEnv):
         self._engaged_on = torch.where(a1, engaged_on, self._engaged_on)
         at_point = (new_pos[:, n:] - self._attack_point).square().sum(-1) < ARRIVAL_RADIUS**2  # [B, E]
         self._arrived = self._arrived | (at_point & a1)
-        self._last_action = torch.where(a2, (act.unsqueeze(-1) == self._action_ids).float(), self._last_action)
+        self._last_action = torch.where(active.view(b, 1, 1), (act.unsqueeze(-1) == self._action_ids).float(), self._last_action)
         self._t = t
         self._terminated = self._terminated | (active & ended)
         self._truncated = self._truncated | (active & timeout)
         self._won = self._won | (active & won)
         self._observation = None
+        self._dist_next = dist_next
         alive_now = self._health > 0
         info = {
             "battle_won": self._won,  # every step builds new flag tensors: callers may keep these
@@ -427,8 +434,10 @@ class SmacLiteEnv(BatchedEnv):
         pos_t = pos.transpose(1, 2)  # [B, 2, U]
         alive = self._health > 0  # [B, U]
         self._alive = alive
-        dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U] exact
-        self._dist = dist
+        dist = self._dist_next  # [B, U, U] from step(), or else:
+        if dist is None:
+            dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # exact, no matmul
+        self._dist, self._dist_next = dist, None
 
         health = self._health * r.inv_max_health  # [B, U] fractions
         shield = self._shield * r.inv_max_shield
@@ -450,7 +459,8 @@ class SmacLiteEnv(BatchedEnv):
 
         dest = pos[:, :n].unsqueeze(2) + self._move_offsets  # [B, N, 4, 2]
         can_move = ((dest >= 0) & (dest <= self._bounds)).all(-1) & alive_a.unsqueeze(-1)  # [B, N, 4]
-        wide = torch.cat([can_move.float(), feats.flatten(2)], -1) * alive_a.unsqueeze(-1).float()  # [B, N, W]
+        # [B, N, W]; a dead agent's row is already 0 (SMAC: dead agents observe zeros)
+        wide = torch.cat([can_move.float(), feats.flatten(2)], -1)
         obs = wide.gather(2, self._obs_columns.expand(b, -1, -1))  # [B, N, O]
 
         target_ok = shootable[:, :, n:]  # [B, N, E]

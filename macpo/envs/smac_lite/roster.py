@@ -108,7 +108,8 @@ class Roster:
         self.distinct = ~torch.eye(self.n_units, dtype=torch.bool, device=device)  # [U, U] pairs of two units
         self.speed_or_tiny = self.speed.clamp(min=1e-9)  # [U] divisor of walk times
         self.armed_float = self.armed.float()  # [U]
-        self.enemy_can_attack = self.can_attack[self.n_agents :]  # [E, U]
+        self.cannot_attack = ~self.can_attack  # [U, U]
+        self.enemy_cannot_attack = self.cannot_attack[self.n_agents :]  # [E, U]
         self.enemy_reach_tol = self.reach[self.n_agents :] + RANGE_TOLERANCE  # [E, U]
         self.enemy_scan = self.scan[self.n_agents :]  # [E, U]
         self.enemy_slots = torch.arange(self.n_agents, self.n_units, device=device).view(1, -1, 1)  # [1, E, 1]
