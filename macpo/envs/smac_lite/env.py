@@ -374,11 +374,13 @@ class SmacLiteEnv(BatchedEnv):
             enemy_lost = ((self._health + self._shield)[:, n:] - (health + shield)[:, n:]).sum(1)  # [B]
         else:  # shields are 0 (adding them changes at most the sign of a zero, which abs() drops)
             enemy_lost = (self._health[:, n:] - health[:, n:]).sum(1)
-        kills = (alive & ~survived)[:, n:].sum(1)
-        fighters = survived & ~r.healer  # [B, U]
-        agent_fighters = fighters[:, :n].sum(1)
-        enemy_fighters = fighters[:, n:].sum(1)
-        no_agents, no_enemies = agent_fighters == 0, enemy_fighters == 0
+        new_health = torch.where(active.unsqueeze(1), health, self._health)  # [B, U] finished battles stay frozen
+        # per side (agents, enemies) in one product: fighters left, units killed this step, units alive
+        counts = (
+            torch.stack([survived & r.fighter, alive & ~survived, new_health > 0], 1).float() @ r.side
+        ).long()  # [B, 3, 2] (exact: small integers)
+        kills = counts[:, 1, 1]
+        no_agents, no_enemies = (counts[:, 0] == 0).unbind(1)
         won = no_enemies & ~no_agents  # a side with only Medivacs has lost (MMM)
         ended = no_agents | no_enemies
         t = self._t + active
@@ -388,7 +390,7 @@ class SmacLiteEnv(BatchedEnv):
         # --- commit; finished battles stay frozen
         a1 = active.unsqueeze(1)
         self._pos = pos_next
-        self._health = torch.where(a1, health, self._health)
+        self._health = new_health
         if r.has_shields:
             self._shield = torch.where(a1, shield, self._shield)
         if r.has_healers:
@@ -406,11 +408,10 @@ class SmacLiteEnv(BatchedEnv):
         self._won = self._won | (active & won)
         self._observation = None
         self._dist_next = dist_next
-        alive_now = self._health > 0
         info = {
             "battle_won": self._won,  # every step builds new flag tensors: callers may keep these
-            "dead_allies": (~alive_now[:, :n]).sum(1),
-            "dead_enemies": (~alive_now[:, n:]).sum(1),
+            "dead_allies": n - counts[:, 2, 0],
+            "dead_enemies": self.n_enemies - counts[:, 2, 1],
         }
         return reward, self._terminated, self._truncated, info
 

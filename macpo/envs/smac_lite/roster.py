@@ -108,6 +108,8 @@ class Roster:
         self.distinct = ~torch.eye(self.n_units, dtype=torch.bool, device=device)  # [U, U] pairs of two units
         self.speed_or_tiny = self.speed.clamp(min=1e-9)  # [U] divisor of walk times
         self.armed_float = self.armed.float()  # [U]
+        self.fighter = ~self.healer  # [U]
+        self.side = torch.stack([self.is_agent, ~self.is_agent], 1).float()  # [U, 2] one-hot of agent / enemy
         self.cannot_attack = ~self.can_attack  # [U, U]
         self.enemy_cannot_attack = self.cannot_attack[self.n_agents :]  # [E, U]
         self.enemy_reach_tol = self.reach[self.n_agents :] + RANGE_TOLERANCE  # [E, U]
