@@ -401,7 +401,8 @@ class SmacLiteEnv(BatchedEnv):
         self._engaged_on = torch.where(a1, engaged_on, self._engaged_on)
         at_point = (new_pos[:, n:] - self._attack_point).square().sum(-1) < ARRIVAL_RADIUS**2  # [B, E]
         self._arrived = self._arrived | (at_point & a1)
-        self._last_action = torch.where(active.view(b, 1, 1), (act.unsqueeze(-1) == self._action_ids).float(), self._last_action)
+        one_hot = (act.unsqueeze(-1) == self._action_ids).float()  # [B, N, A]
+        self._last_action = torch.where(active.view(b, 1, 1), one_hot, self._last_action)
         self._t = t
         self._terminated = self._terminated | (active & ended)
         self._truncated = self._truncated | (active & timeout)
@@ -430,7 +431,7 @@ class SmacLiteEnv(BatchedEnv):
         # values is a few large memory ops, where feature-last would copy a few floats per unit.
         if self._observation is not None:
             return self._observation
-        b, n, u, r = self.n_envs, self.n_agents, self.n_units, self.roster
+        b, n, r = self.n_envs, self.n_agents, self.roster
         pos = self._pos
         pos_t = pos.transpose(1, 2)  # [B, 2, U]
         alive = self._health > 0  # [B, U]
