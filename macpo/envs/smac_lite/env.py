@@ -39,6 +39,9 @@ Battles differ by the units' spawn positions (uniform jitter around the map's fo
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -75,6 +78,23 @@ REWARD_WIN = 200.0
 REWARD_SCALE = 20.0  # the episode's maximum scaled reward
 ARRIVAL_RADIUS = 1.5  # an enemy this close to the attack point has arrived there
 _MOVE_DIRECTIONS = ((0.0, 1.0), (0.0, -1.0), (1.0, 0.0), (-1.0, 0.0))  # N, S, E, W
+
+#: The battle's tensors never need gradients, and at the training batch (B = 8) a step is a few
+#: hundred small ops whose cost is mostly dispatch: running them below PyTorch's autograd layers
+#: (same kernels, bit-identical results, ordinary tensors out, unlike inference_mode's) makes a
+#: step ~1.3x faster. A private torch guard; without it the code runs as is.
+_BELOW_AUTOGRAD = getattr(torch._C, "_AutoDispatchBelowADInplaceOrView", contextlib.nullcontext)
+
+
+def _below_autograd(method):
+    """Run ``method`` with the autograd dispatch layers skipped (see ``_BELOW_AUTOGRAD``)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _BELOW_AUTOGRAD():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class SmacLiteEnv(BatchedEnv):
@@ -198,6 +218,7 @@ class SmacLiteEnv(BatchedEnv):
         return obs_columns, state_columns
 
     # ------------------------------------------------------------------ episode control
+    @_below_autograd
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if seed is not None:
             self.generator.manual_seed(int(seed))
@@ -255,6 +276,7 @@ class SmacLiteEnv(BatchedEnv):
         self._dist_next = None  # distances step() computed for the next observation
 
     # ------------------------------------------------------------------ dynamics
+    @_below_autograd
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         b, n, u, r = self.n_envs, self.n_agents, self.n_units, self.roster
         if tuple(actions.shape) != (b, n):
@@ -426,6 +448,7 @@ class SmacLiteEnv(BatchedEnv):
     def get_avail_actions(self) -> torch.Tensor:
         return self._observe()[2]  # [B, N, A] bool
 
+    @_below_autograd
     def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Built feature-major ([..., feature, unit]): concatenating and masking whole rows of U
         # values is a few large memory ops, where feature-last would copy a few floats per unit.
