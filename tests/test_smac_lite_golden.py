@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from macpo.envs.smac_lite import SmacLiteEnv
 
@@ -92,6 +93,36 @@ def test_frozen_cases_cover_wins_and_timeouts():
     assert sum(c["battles_won"] for c in frozen.values()) > 0
     assert sum(c["battles_timed_out"] for c in frozen.values()) > 0
     assert sum(c["battles_ended"] - c["battles_won"] - c["battles_timed_out"] for c in frozen.values()) > 0
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records the ops that read a tensor's value back to the host (a sync on CUDA)."""
+
+    SYNCING = ("aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.equal")
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self.SYNCING):
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("map_name", ["MMM2", "3s_vs_5z"])
+def test_step_and_observation_read_nothing_back_to_the_host(map_name):
+    # device-agnostic: on CUDA a step must queue work without waiting for it (strict_actions aside)
+    env = SmacLiteEnv(map_name, n_envs=4, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    avail = env.get_avail_actions()
+    for _ in range(20):
+        actions = torch.multinomial(avail.float().view(-1, env.n_actions), 1, generator=gen).view(4, -1)
+        with HostSyncs() as syncs:
+            env.step(actions)
+            env.get_obs(), env.get_state()
+            avail = env.get_avail_actions()
+        assert not syncs.seen, syncs.seen
 
 
 if __name__ == "__main__":
