@@ -72,14 +72,14 @@ def advance_cooldown(
     return torch.where(fired, fire_time + period - dt, (cooldown - dt).clamp(min=0.0))
 
 
-def separate(pos: torch.Tensor, radius: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
-    """Push apart overlapping bodies (pos [B, U, 2]; radius [U]; solid [B, U]: alive ground units):
-    each overlapping pair moves apart along the line between them by half the overlap each, one
-    relaxation pass (StarCraft II ground units cannot stand inside each other)."""
-    u = pos.shape[1]
+def separate(pos: torch.Tensor, contact: torch.Tensor, solid: torch.Tensor, distinct: torch.Tensor) -> torch.Tensor:
+    """Push apart overlapping bodies (pos [B, U, 2]; contact [U, U]: the sum of the two radii;
+    solid [B, U]: alive ground units; distinct [U, U]: i != j): each overlapping pair moves apart
+    along the line between them by half the overlap each, one relaxation pass (StarCraft II ground
+    units cannot stand inside each other)."""
     dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U]
-    pair = solid.unsqueeze(2) & solid.unsqueeze(1) & ~torch.eye(u, dtype=torch.bool, device=pos.device)
-    overlap = ((radius[:, None] + radius[None, :]) - dist).clamp(min=0.0) * pair  # [B, U, U]
+    pair = solid.unsqueeze(2) & solid.unsqueeze(1) & distinct
+    overlap = (contact - dist).clamp(min=0.0) * pair  # [B, U, U]
     push = 0.5 * overlap / dist.clamp(min=1e-6)  # [B, U, U] per unit of separation
     # sum_j push_ij (p_i - p_j) without building the [B, U, U, 2] differences
     return pos + push.sum(-1, keepdim=True) * pos - torch.bmm(push, pos)
@@ -92,11 +92,12 @@ def step_toward(
     stopping ``stop_distance`` short of it."""
     delta = goal - pos  # [B, U, 2]
     dist = delta.square().sum(-1).sqrt()  # [B, U]
-    travel = torch.minimum((dist - stop_distance).clamp(min=0.0), max_step)
-    return pos + delta * (travel / dist.clamp(min=1e-6)).unsqueeze(-1)
+    travel = torch.minimum((dist - stop_distance).clamp_(min=0.0), max_step)
+    return pos + delta * (travel / dist.clamp_(min=1e-6)).unsqueeze(-1)
 
 
-def nearest(mask: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest candidate along the last dim (mask, dist [..., U]), or -1 if none."""
-    value, index = dist.masked_fill(~mask, float("inf")).min(-1)
-    return torch.where(torch.isfinite(value), index, -1)
+def nearest(excluded: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest candidate along the last dim (dist [..., U]; ``excluded`` [..., U] marks
+    the non-candidates), or -1 if none."""
+    value, index = dist.masked_fill(excluded, float("inf")).min(-1)
+    return index.masked_fill_(value == float("inf"), -1)  # distances are finite: inf = no candidate

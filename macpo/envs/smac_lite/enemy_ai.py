@@ -26,14 +26,13 @@ from __future__ import annotations
 import torch
 
 from macpo.envs.smac_lite.combat import nearest
-from macpo.envs.smac_lite.roster import Roster
+from macpo.envs.smac_lite.roster import RANGE_TOLERANCE, Roster
 
 #: added to the distance of undamaged friends, so a healer prefers any damaged one
 _UNDAMAGED_PENALTY = 1e4
 #: per priority level subtracted from a candidate's distance (larger than any distance on a map)
 _PRIORITY_STEP = 1e4
-#: reach slack for float round-off after walking exactly into range
-RANGE_TOLERANCE = 1e-4
+__all__ = ["RANGE_TOLERANCE", "choose_enemy_targets"]
 
 
 def choose_enemy_targets(
@@ -56,31 +55,31 @@ def choose_enemy_targets(
     [B, U] and the slot each agent attacks this step [B, N] (-1: none; both count as "attacking
     it"), and whether each enemy has reached the attack point [B, E] (bool).
     """
-    n, e = roster.n_agents, roster.n_enemies
+    n = roster.n_agents
     d = dist  # [B, E, U]
-    valid = roster.can_attack[n:] & alive.unsqueeze(1)  # [B, E, U]
-    in_reach = valid & (d <= roster.reach[n:] + RANGE_TOLERANCE)
-    in_scan = valid & (d <= roster.scan[n:])
-    visible = valid & (d < sight_range)
+    invalid = roster.enemy_cannot_attack | ~alive.unsqueeze(1)  # [B, E, U] not a target for this enemy
+    out_of_reach = invalid | (d > roster.enemy_reach_tol)
+    out_of_scan = invalid | (d > roster.enemy_scan)
+    out_of_sight = invalid | (d >= sight_range)
 
-    enemy_slots = torch.arange(n, n + e, device=dist.device)  # [E]
-    attacking_me = engaged_on.unsqueeze(1) == enemy_slots.view(1, e, 1)  # [B, E, U]
-    attacking_me[:, :, :n] |= ordered_on.unsqueeze(1) == enemy_slots.view(1, e, 1)
-    priority = attacking_me.float() + roster.armed.float()  # [B, E, U]: 2 attacking, 1 armed, 0 unarmed
+    slots = roster.enemy_slots  # [1, E, 1]
+    attacking_me = (engaged_on.unsqueeze(1) == slots) | (
+        torch.cat([ordered_on, engaged_on[:, n:]], 1).unsqueeze(1) == slots
+    )  # [B, E, U] (enemies' own entries only repeat the first test)
+    priority = attacking_me.float() + roster.armed_float  # [B, E, U]: 2 attacking, 1 armed, 0 unarmed
 
-    has_prev = prev_target >= 0
     prev = prev_target.clamp(min=0).unsqueeze(-1)  # [B, E, 1]
-    prev_in_reach = has_prev & in_reach.gather(2, prev).squeeze(-1)
-    best_in_reach = priority.masked_fill(~in_reach, -1.0).amax(-1)  # [B, E]
+    prev_in_reach = (prev_target >= 0) & ~out_of_reach.gather(2, prev).squeeze(-1)
+    best_in_reach = priority.masked_fill(out_of_reach, -1.0).amax(-1)  # [B, E]
     keep = prev_in_reach & (priority.gather(2, prev).squeeze(-1) >= best_in_reach)
 
-    acquired = nearest(in_scan, d - _PRIORITY_STEP * priority)  # [B, E] best priority, then closest
+    acquired = nearest(out_of_scan, d - _PRIORITY_STEP * priority)  # [B, E] best priority, then closest
     committed = torch.where(keep, prev_target, acquired)
-    fighter_target = torch.where(committed >= 0, committed, torch.where(arrived, nearest(visible, d), -1))
+    fighter_target = torch.where(committed >= 0, committed, nearest(out_of_sight, d).masked_fill_(~arrived, -1))
 
     if not roster.enemy_healers:
         return fighter_target, committed
-    friends = roster.can_heal[n:] & alive.unsqueeze(1)  # [B, E, U]
-    heal_target = nearest(friends, d + _UNDAMAGED_PENALTY * (~damaged).unsqueeze(1))
+    not_friends = ~(roster.can_heal[n:] & alive.unsqueeze(1))  # [B, E, U]
+    heal_target = nearest(not_friends, d + _UNDAMAGED_PENALTY * (~damaged).unsqueeze(1))
     healer = roster.healer[n:]
     return torch.where(healer, heal_target, fighter_target), torch.where(healer, -1, committed)

@@ -39,6 +39,9 @@ Battles differ by the units' spawn positions (uniform jitter around the map's fo
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -52,7 +55,7 @@ from macpo.envs.smac_lite.combat import (
     separate,
     step_toward,
 )
-from macpo.envs.smac_lite.enemy_ai import RANGE_TOLERANCE, choose_enemy_targets
+from macpo.envs.smac_lite.enemy_ai import choose_enemy_targets
 from macpo.envs.smac_lite.maps import MapSpec, get_map
 from macpo.envs.smac_lite.roster import Roster
 from macpo.envs.smac_lite.units import DAMAGE_POINT
@@ -75,6 +78,23 @@ REWARD_WIN = 200.0
 REWARD_SCALE = 20.0  # the episode's maximum scaled reward
 ARRIVAL_RADIUS = 1.5  # an enemy this close to the attack point has arrived there
 _MOVE_DIRECTIONS = ((0.0, 1.0), (0.0, -1.0), (1.0, 0.0), (-1.0, 0.0))  # N, S, E, W
+
+#: The battle's tensors never need gradients, and at the training batch (B = 8) a step is a few
+#: hundred small ops whose cost is mostly dispatch: running them below PyTorch's autograd layers
+#: (same kernels, bit-identical results, ordinary tensors out, unlike inference_mode's) makes a
+#: step ~1.3x faster. A private torch guard; without it the code runs as is.
+_BELOW_AUTOGRAD = getattr(torch._C, "_AutoDispatchBelowADInplaceOrView", contextlib.nullcontext)
+
+
+def _below_autograd(method):
+    """Run ``method`` with the autograd dispatch layers skipped (see ``_BELOW_AUTOGRAD``)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _BELOW_AUTOGRAD():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class SmacLiteEnv(BatchedEnv):
@@ -135,16 +155,21 @@ class SmacLiteEnv(BatchedEnv):
         self._spawn = torch.tensor(self.spec.spawn_positions(), device=dev)  # [U, 2]
         self._attack_point = torch.tensor(self.spec.attack_point, device=dev)  # [2]
         self._bounds = torch.tensor([self.spec.width, self.spec.height], device=dev)  # [2]
+        self._origin = torch.zeros(2, device=dev)  # [2] lower corner of the map
+        self._half_bounds_t = (self._bounds / 2).view(2, 1)  # [2, 1]
+        self._bounds_t = self._bounds.view(2, 1)  # [2, 1]
         self._directions = torch.tensor(_MOVE_DIRECTIONS, device=dev)  # [4, 2]
+        self._move_offsets = MOVE_AMOUNT * self._directions  # [4, 2] (exact: MOVE_AMOUNT * 0 or +-1)
         move_table = torch.zeros(self.n_actions, 2, device=dev)
-        move_table[MOVE_NORTH : MOVE_WEST + 1] = self._directions
-        self._action_move = move_table  # [A, 2] unit move vector of each action
-        others = torch.arange(n, device=dev).repeat(n, 1)
-        self._others = others[~torch.eye(n, dtype=torch.bool, device=dev)].view(n, n - 1)  # [N, N-1]
-        self._rows = torch.arange(n, device=dev).unsqueeze(1)  # [N, 1]
+        move_table[MOVE_NORTH : MOVE_WEST + 1] = self._move_offsets
+        self._action_offset = move_table  # [A, 2] where each action's move order points, from the unit
+        self._speed_dt = r.speed * STEP_SECONDS  # [U] distance a unit walks in a step
         self._cooldown_feature_scale = torch.where(
             r.max_cooldown_loops > 0, GAME_LOOPS_PER_SECOND / r.max_cooldown_loops.clamp(min=1e-9), 0.0
         )  # [U]: seconds -> fraction of SMAC's max cooldown
+        self._is_enemy = ~r.is_agent  # [U]
+        self._action_ids = torch.arange(self.n_actions, device=dev)  # [A]
+        self._obs_columns, self._state_columns = self._layouts()
 
         self.generator = torch.Generator(device=dev)
         if seed is None:
@@ -157,7 +182,43 @@ class SmacLiteEnv(BatchedEnv):
     def env_info(self) -> EnvInfo:
         return self._env_info
 
+    def _layouts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Column indices that cut SMAC's obs [N, O] and state [S] (minus the last actions) out of
+        the feature-major tensors ``_observe`` builds in a few large ops (every unit gets every
+        feature, shields included; the index puts SMAC's columns in SMAC's order).
+
+        ``_observe``'s per-agent tensor is [move flags (4), features [6 + k, U] flattened]: for each
+        unit seen by the agent [flag, dist, dx, dy, health, shield, type(k)] (its own column holds
+        its own health, shield, type); its per-unit state tensor is [health, cooldown, x, y, shield,
+        type(k)] x U, flattened.
+        """
+        n, u, r = self.n_agents, self.n_units, self.roster
+        k = r.type_onehot.shape[1]
+        bits = [6 + i for i in range(k)]
+
+        def col(feature: int, unit: int) -> int:
+            return 4 + feature * u + unit
+
+        seen_features = {s: [0, 1, 2, 3, 4] + [5] * s + bits for s in (0, 1)}
+        rows = []
+        for i in range(n):
+            cols = [0, 1, 2, 3]  # move flags
+            cols += [col(f, j) for j in range(n, u) for f in seen_features[r.enemy_shield_bits]]
+            cols += [col(f, j) for j in range(n) if j != i for f in seen_features[r.agent_shield_bits]]
+            cols += [col(f, i) for f in [4] + [5] * r.agent_shield_bits + bits]  # own health, shield, type
+            rows.append(cols)
+        obs_columns = torch.tensor(rows, device=self.device)  # [N, O]
+        assert obs_columns.shape[1] == self._env_info.obs_shape
+        bits = [5 + i for i in range(k)]
+        agent_features = [0, 1, 2, 3] + [4] * r.agent_shield_bits + bits
+        enemy_features = [0, 2, 3] + [4] * r.enemy_shield_bits + bits
+        cols = [f * u + j for j in range(u) for f in (agent_features if j < n else enemy_features)]
+        state_columns = torch.tensor(cols, device=self.device)  # [S - N * A]
+        assert len(cols) + n * self.n_actions == self._env_info.state_shape
+        return obs_columns, state_columns
+
     # ------------------------------------------------------------------ episode control
+    @_below_autograd
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if seed is not None:
             self.generator.manual_seed(int(seed))
@@ -178,6 +239,7 @@ class SmacLiteEnv(BatchedEnv):
         self._truncated = torch.zeros(b, dtype=torch.bool, device=dev)
         self._won = torch.zeros(b, dtype=torch.bool, device=dev)
         self._observation = None
+        self._dist_next = None  # distances step() computed for the next observation
         return self.get_obs(), self.get_state(), self.get_avail_actions()
 
     def place_units(
@@ -211,8 +273,10 @@ class SmacLiteEnv(BatchedEnv):
         self._engaged_on.fill_(-1)
         self._arrived.fill_(False)
         self._observation = None
+        self._dist_next = None  # distances step() computed for the next observation
 
     # ------------------------------------------------------------------ dynamics
+    @_below_autograd
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         b, n, u, r = self.n_envs, self.n_agents, self.n_units, self.roster
         if tuple(actions.shape) != (b, n):
@@ -228,35 +292,35 @@ class SmacLiteEnv(BatchedEnv):
                 raise ValueError(
                     f"action {int(act[env_i, agent_i])} of agent {agent_i} in env {env_i} is not available"
                 )
-        act = torch.where(taken_ok, act, torch.where(avail[..., STOP], STOP, NO_OP))
+        act = torch.where(taken_ok, act, avail[..., STOP].long())  # else stop (alive) / no-op (dead)
         dt = STEP_SECONDS
         dist = self._dist  # [B, U, U]
         pos, health, shield = self._pos, self._health, self._shield
-        alive = health > 0  # [B, U]
+        alive = self._alive  # [B, U]
+        dead = ~alive
         damaged = health < r.max_health
         active = ~(self._terminated | self._truncated)  # [B]
 
         # --- orders: a target slot per unit (-1 none), or a move
         slot = act - N_NON_ATTACK_ACTIONS
-        ordered = torch.where(r.healer[:n], slot, slot + n)  # [B, N] attack enemy / heal ally slot
         hold = act == STOP
-        hold_ok = r.can_attack[:n]  # [N, U]: a holding agent picks the nearest of these and acts once in reach
-        if r.agent_healers:  # a holding Medivac heals the nearest damaged ally
-            hold_ok = torch.where(r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), hold_ok)
-        hold_ok = hold_ok & alive.unsqueeze(1)  # [B, N, U]
-        agent_target = torch.where(slot >= 0, ordered, torch.where(hold, nearest(hold_ok, dist[:, :n]), -1))
-        max_step = r.speed * dt * alive
+        if r.agent_healers:  # a Medivac's order heals ally slot; a holding Medivac heals the nearest damaged ally
+            ordered = torch.where(r.healer[:n], slot, slot + n)  # [B, N] attack enemy / heal ally slot
+            hold_ok = torch.where(r.healer[:n, None], r.can_heal[:n] & damaged.unsqueeze(1), r.can_attack[:n])
+            hold_not = ~hold_ok | dead.unsqueeze(1)
+        else:
+            ordered, hold_not = slot + n, r.cannot_attack[:n] | dead.unsqueeze(1)
+        # [B, N, U] hold_not: not a candidate of a holding agent, which picks the nearest and acts once in reach
+        agent_target = torch.where(slot >= 0, ordered, nearest(hold_not, dist[:, :n]).masked_fill_(~hold, -1))
+        max_step = self._speed_dt * alive  # [B, U]
         # where the agents go this step (their orders do not depend on the enemies' choices): the
         # enemy AI judges ranges against these positions (see choose_enemy_targets)
         a_tgt = agent_target.clamp(min=0)
-        a_pair = r.pair_table[r.slot[:n], a_tgt]  # [B, N, 5]
         a_chase = (agent_target >= 0) & ~hold
-        a_goal = torch.where(
-            a_chase.unsqueeze(-1),
-            pos.gather(1, a_tgt.unsqueeze(-1).expand(b, n, 2)),
-            pos[:, :n] + MOVE_AMOUNT * self._action_move[act],
-        )
-        agents_next = step_toward(pos[:, :n], a_goal, a_pair[..., 0] * a_chase, max_step[:, :n])  # [B, N, 2]
+        free_agents = pos[:, :n] + self._action_offset[act]  # [B, N, 2] a move order's point
+        a_goal = torch.where(a_chase.unsqueeze(-1), pos.gather(1, a_tgt.unsqueeze(-1).expand(b, n, 2)), free_agents)
+        a_reach = r.reach[r.slot[:n], a_tgt]  # [B, N]
+        agents_next = step_toward(pos[:, :n], a_goal, a_reach * a_chase, max_step[:, :n])  # [B, N, 2]
         enemy_dist = torch.cat(
             [torch.cdist(pos[:, n:], agents_next, compute_mode="donot_use_mm_for_euclid_dist"), dist[:, n:, n:]], -1
         )  # [B, E, U]
@@ -268,31 +332,32 @@ class SmacLiteEnv(BatchedEnv):
         has_target = target >= 0
         tgt = target.clamp(min=0)
         tgt_xy = tgt.unsqueeze(-1).expand(b, u, 2)
-        pair = r.pair_table[r.slot, tgt]  # [B, U, 5] stats of each unit against its chosen target
-        reach, hit, hit_health, can_attack, can_heal = pair.unbind(-1)  # [B, U] each
+        pair = r.pair_table[r.slot, tgt]  # [B, U, 7] stats of each unit against its chosen target
+        reach = pair[..., 0]  # [B, U]
 
         # --- movement
-        chase = has_target & torch.cat([~hold, has_target[:, n:]], 1)  # walk toward the target
-        free_goal = torch.cat(
-            [pos[:, :n] + MOVE_AMOUNT * self._action_move[act], self._attack_point.expand(b, u - n, 2)], 1
-        )  # [B, U, 2]
+        chase = torch.cat([a_chase, has_target[:, n:]], 1)  # [B, U] walk toward the target
+        chase2 = chase.unsqueeze(-1)
+        free_goal = torch.cat([free_agents, self._attack_point.expand(b, u - n, 2)], 1)  # [B, U, 2]
         stop_at = reach * chase
         # A chaser follows its target through the step (the game moves both every game loop): it
         # aims at where the target goes this step, so a same-speed runner keeps its lead.
-        first = step_toward(pos, torch.where(chase.unsqueeze(-1), pos.gather(1, tgt_xy), free_goal), stop_at, max_step)
-        goal = torch.where(chase.unsqueeze(-1), first.gather(1, tgt_xy), free_goal)
-        walked_to = step_toward(pos, goal, stop_at, max_step)  # [B, U, 2]
-        walk_time = (walked_to - pos).square().sum(-1).sqrt() / r.speed.clamp(min=1e-9)  # [B, U] seconds walking
-        new_pos = separate(walked_to, r.radius, alive & r.ground)  # bodies collide
-        new_pos = torch.minimum(new_pos.clamp(min=0.0), self._bounds)
+        first = step_toward(pos, torch.where(chase2, pos.gather(1, tgt_xy), free_goal), stop_at, max_step)
+        walked_to = step_toward(pos, torch.where(chase2, first.gather(1, tgt_xy), free_goal), stop_at, max_step)
+        walk_time = (walked_to - pos).square().sum(-1).sqrt() / r.speed_or_tiny  # [B, U] seconds walking
+        new_pos = separate(walked_to, r.contact, alive & r.ground, r.distinct)  # bodies collide
+        new_pos = new_pos.clamp(min=self._origin, max=self._bounds)
+        # finished battles stay frozen; their distances are the next observation's too
+        pos_next = torch.where(active.view(b, 1, 1), new_pos, pos)  # [B, U, 2]
+        dist_next = torch.cdist(pos_next, pos_next, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U]
 
         # --- attacks and heals from the new positions. A unit that walked fires only after it
         # stopped and wound up its weapon (damage point); the hit lands when the later of that
         # moment and its cooldown's end falls within the step.
-        to_target = (new_pos.gather(1, tgt_xy) - new_pos).square().sum(-1).sqrt()  # [B, U]
-        engaged = has_target & alive & alive.gather(1, tgt) & (to_target <= reach + RANGE_TOLERANCE)
-        fire_time = torch.maximum(self._cooldown, torch.where(walk_time > 0, walk_time + DAMAGE_POINT, 0.0))
-        armed_on = engaged & (can_attack > 0)
+        to_target = dist_next.gather(2, tgt.unsqueeze(-1)).squeeze(-1)  # [B, U] (battles that go on)
+        engaged = has_target & alive & alive.gather(1, tgt) & (to_target <= pair[..., 6])
+        fire_time = torch.maximum(self._cooldown, (walk_time + DAMAGE_POINT).masked_fill_(walk_time <= 0, 0.0))
+        armed_on = engaged & (pair[..., 4] > 0)
         fire = armed_on & (fire_time <= dt)
 
         # Rules a map cannot use are skipped (static per map, same results): a second hit phase
@@ -300,8 +365,8 @@ class SmacLiteEnv(BatchedEnv):
         tgt3 = tgt.unsqueeze(-1).expand(b, u, 3)
         took_damage = None
         for phase in range(1, r.max_hits + 1):  # the Zealot's second hit lands after everyone's first
-            firing = (fire & (r.hits >= phase)).float() if phase > 1 else fire.float()
-            per_hit = torch.stack([hit * firing, hit_health * firing, firing], -1)  # [B, U, 3]
+            firing = fire & (r.hits >= phase) if phase > 1 else fire
+            per_hit = pair[..., 1:4] * firing.unsqueeze(-1)  # [B, U, 3] raw damage, past armor, count
             pooled = torch.zeros(b, u, 3, device=self.device).scatter_add_(1, tgt3, per_hit)
             if r.has_shields:
                 health, shield = apply_hits(health, shield, pooled[..., 0], pooled[..., 1], pooled[..., 2], r.armor)
@@ -314,35 +379,40 @@ class SmacLiteEnv(BatchedEnv):
 
         energy = self._energy
         if r.has_healers:
-            healing = engaged & (can_heal > 0)
+            healing = engaged & (pair[..., 5] > 0)
             missing = (r.max_health - health).gather(1, tgt) * survived.gather(1, tgt)  # [B, U]
             healed, energy = heal(energy, missing, healing & survived, r.heal_per_second, r.heal_per_energy, dt)
             health = torch.minimum(health + torch.zeros_like(health).scatter_add_(1, tgt, healed), r.max_health)
             energy = torch.minimum(energy + r.energy_per_second * dt, r.max_energy)
 
-        since_damage = torch.where(took_damage, 0.0, self._since_damage + dt)
+        since_damage = (self._since_damage + dt).masked_fill_(took_damage, 0.0)
         if r.has_shields:
             shield = regenerate_shields(shield, r.max_shield, since_damage, dt) * survived
         cooldown = advance_cooldown(self._cooldown, fire, fire_time, r.cooldown, dt)
         engaged_on = torch.where(armed_on & survived & survived.gather(1, tgt), tgt, -1)  # [B, U]
 
         # --- reward (SMAC: only positive, from enemy losses) and the end of the battle
-        enemy_lost = ((self._health + self._shield)[:, n:] - (health + shield)[:, n:]).sum(1)  # [B]
-        kills = (alive & ~survived)[:, n:].sum(1)
-        fighters = survived & ~r.healer  # [B, U]
-        agent_fighters = fighters[:, :n].sum(1)
-        enemy_fighters = fighters[:, n:].sum(1)
-        lost = (agent_fighters == 0) & ((enemy_fighters > 0) | r.has_healers)  # MMM: only Medivacs = loss
-        won = ~lost & (enemy_fighters == 0) & (agent_fighters > 0)
-        ended = (agent_fighters == 0) | (enemy_fighters == 0)
+        if r.has_shields:
+            enemy_lost = ((self._health + self._shield)[:, n:] - (health + shield)[:, n:]).sum(1)  # [B]
+        else:  # shields are 0 (adding them changes at most the sign of a zero, which abs() drops)
+            enemy_lost = (self._health[:, n:] - health[:, n:]).sum(1)
+        new_health = torch.where(active.unsqueeze(1), health, self._health)  # [B, U] finished battles stay frozen
+        # per side (agents, enemies) in one product: fighters left, units killed this step, units alive
+        counts = (
+            torch.stack([survived & r.fighter, alive & ~survived, new_health > 0], 1).float() @ r.side
+        ).long()  # [B, 3, 2] (exact: small integers)
+        kills = counts[:, 1, 1]
+        no_agents, no_enemies = (counts[:, 0] == 0).unbind(1)
+        won = no_enemies & ~no_agents  # a side with only Medivacs has lost (MMM)
+        ended = no_agents | no_enemies
         t = self._t + active
         timeout = ~ended & (t >= self.spec.episode_limit)
         reward = ((enemy_lost + REWARD_PER_KILL * kills).abs() + REWARD_WIN * won) * self.reward_scale * active
 
         # --- commit; finished battles stay frozen
-        a1, a2 = active.unsqueeze(1), active.view(b, 1, 1)
-        self._pos = torch.where(a2, new_pos, pos)
-        self._health = torch.where(a1, health, self._health)
+        a1 = active.unsqueeze(1)
+        self._pos = pos_next
+        self._health = new_health
         if r.has_shields:
             self._shield = torch.where(a1, shield, self._shield)
         if r.has_healers:
@@ -353,17 +423,18 @@ class SmacLiteEnv(BatchedEnv):
         self._engaged_on = torch.where(a1, engaged_on, self._engaged_on)
         at_point = (new_pos[:, n:] - self._attack_point).square().sum(-1) < ARRIVAL_RADIUS**2  # [B, E]
         self._arrived = self._arrived | (at_point & a1)
-        self._last_action = torch.where(a2, F.one_hot(act, self.n_actions).float(), self._last_action)
+        one_hot = (act.unsqueeze(-1) == self._action_ids).float()  # [B, N, A]
+        self._last_action = torch.where(active.view(b, 1, 1), one_hot, self._last_action)
         self._t = t
         self._terminated = self._terminated | (active & ended)
         self._truncated = self._truncated | (active & timeout)
         self._won = self._won | (active & won)
         self._observation = None
-        alive_now = self._health > 0
+        self._dist_next = dist_next
         info = {
             "battle_won": self._won,  # every step builds new flag tensors: callers may keep these
-            "dead_allies": (~alive_now[:, :n]).sum(1),
-            "dead_enemies": (~alive_now[:, n:]).sum(1),
+            "dead_allies": n - counts[:, 2, 0],
+            "dead_enemies": self.n_enemies - counts[:, 2, 1],
         }
         return reward, self._terminated, self._truncated, info
 
@@ -377,91 +448,62 @@ class SmacLiteEnv(BatchedEnv):
     def get_avail_actions(self) -> torch.Tensor:
         return self._observe()[2]  # [B, N, A] bool
 
+    @_below_autograd
     def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Built feature-major ([..., feature, unit]): concatenating and masking whole rows of U
+        # values is a few large memory ops, where feature-last would copy a few floats per unit.
         if self._observation is not None:
             return self._observation
-        b, n, e, r = self.n_envs, self.n_agents, self.n_enemies, self.roster
+        b, n, r = self.n_envs, self.n_agents, self.roster
         pos = self._pos
+        pos_t = pos.transpose(1, 2)  # [B, 2, U]
         alive = self._health > 0  # [B, U]
-        delta = (pos.unsqueeze(1) - pos[:, :n].unsqueeze(2)) / SIGHT_RANGE  # [B, N (from), U (to), 2]
-        dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, U, U] exact
-        self._dist = dist
+        self._alive = alive
+        dist = self._dist_next  # [B, U, U] from step(), or else:
+        if dist is None:
+            dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # exact, no matmul
+        self._dist, self._dist_next = dist, None
 
         health = self._health * r.inv_max_health  # [B, U] fractions
-        shield = (self._shield * r.inv_max_shield).unsqueeze(-1)
-        bits = r.type_onehot.expand(b, -1, -1)  # [B, U, k]
-        hp = health.unsqueeze(-1)
-        agent_descr = torch.cat(
-            [hp[:, :n]] + [shield[:, :n]] * r.agent_shield_bits + [bits[:, :n]], -1
-        )  # [B, N, 1 + s + k] health, (shield), type
-        enemy_descr = torch.cat([hp[:, n:]] + [shield[:, n:]] * r.enemy_shield_bits + [bits[:, n:]], -1)  # [B, E, .]
-        alive_a, alive_e = alive[:, :n], alive[:, n:]
+        shield = self._shield * r.inv_max_shield
+        descr = torch.cat(
+            [health.unsqueeze(1), shield.unsqueeze(1), r.type_onehot_t.expand(b, -1, -1)], 1
+        )  # [B, 2 + k, U] health, shield, type
+        alive_a = alive[:, :n]
 
-        d_ae = dist[:, :n, n:]  # [B, N, E]
-        both_ae = alive_a.unsqueeze(2) & alive_e.unsqueeze(1)
-        seen_e = both_ae & (d_ae < SIGHT_RANGE)
-        shootable = both_ae & (d_ae <= SHOOT_RANGE)
-        enemy_feats = torch.cat(
-            [
-                shootable.unsqueeze(-1).float(),
-                d_ae.unsqueeze(-1) / SIGHT_RANGE,
-                delta[:, :, n:],
-                enemy_descr.unsqueeze(1).expand(b, n, e, -1),
-            ],
-            -1,
-        ) * seen_e.unsqueeze(-1)  # [B, N, E, Fe]
+        d = dist[:, :n]  # [B, N, U]
+        both = alive_a.unsqueeze(2) & alive.unsqueeze(1)
+        seen = both & (d < SIGHT_RANGE)
+        shootable = both & (d <= SHOOT_RANGE)
+        flag = torch.where(self._is_enemy, shootable, seen)  # attackable for an enemy, visible for an ally
+        delta = (pos_t.unsqueeze(1) - pos[:, :n].unsqueeze(3)) / SIGHT_RANGE  # [B, N (from), 2, U (to)]
+        feats = torch.cat(
+            [flag.unsqueeze(2).float(), d.unsqueeze(2) / SIGHT_RANGE, delta, descr.unsqueeze(1).expand(b, n, -1, -1)],
+            2,
+        ) * seen.unsqueeze(2).float()  # [B, N, 6 + k, U]
 
-        d_aa = dist[:, :n, :n]  # [B, N, N]
-        both_aa = alive_a.unsqueeze(2) & alive_a.unsqueeze(1)
-        seen_a = both_aa & (d_aa < SIGHT_RANGE)
-        ally_feats = torch.cat(
-            [
-                seen_a.unsqueeze(-1).float(),
-                d_aa.unsqueeze(-1) / SIGHT_RANGE,
-                delta[:, :, :n],
-                agent_descr.unsqueeze(1).expand(b, n, n, -1),
-            ],
-            -1,
-        ) * seen_a.unsqueeze(-1)  # [B, N, N, Fa]
-        ally_feats = ally_feats[:, self._rows, self._others]  # [B, N, N-1, Fa] (self excluded)
-
-        dest = pos[:, :n].unsqueeze(2) + MOVE_AMOUNT * self._directions  # [B, N, 4, 2]
+        dest = pos[:, :n].unsqueeze(2) + self._move_offsets  # [B, N, 4, 2]
         can_move = ((dest >= 0) & (dest <= self._bounds)).all(-1) & alive_a.unsqueeze(-1)  # [B, N, 4]
-        alive_af = alive_a.unsqueeze(-1).float()
-        obs = (
-            torch.cat(
-                [can_move.float(), enemy_feats.flatten(2), ally_feats.flatten(2), agent_descr],
-                -1,
-            )
-            * alive_af
-        )  # [B, N, O]
+        # [B, N, W]; a dead agent's row is already 0 (SMAC: dead agents observe zeros)
+        wide = torch.cat([can_move.float(), feats.flatten(2)], -1)
+        obs = wide.gather(2, self._obs_columns.expand(b, -1, -1))  # [B, N, O]
 
-        heal_ok = both_aa & r.can_heal[:n, :n] & (d_aa <= SHOOT_RANGE)  # [B, N, N]
-        if n >= e:
-            heal_ok = heal_ok[..., :e]
-        else:
-            heal_ok = F.pad(heal_ok, (0, e - n))
-        target_ok = torch.where(r.healer[:n, None], heal_ok, shootable)  # [B, N, E]
-        avail = torch.cat([~alive_a.unsqueeze(-1), alive_a.unsqueeze(-1), can_move, target_ok], -1)  # [B, N, A]
+        target_ok = shootable[:, :, n:]  # [B, N, E]
+        if r.agent_healers:
+            heal_ok = shootable[:, :, :n] & r.can_heal[:n, :n]  # [B, N, N]
+            heal_ok = heal_ok[..., : self.n_enemies] if n >= self.n_enemies else F.pad(heal_ok, (0, self.n_enemies - n))
+            target_ok = torch.where(r.healer[:n, None], heal_ok, target_ok)
+        alive_a3 = alive_a.unsqueeze(-1)
+        avail = torch.cat([~alive_a3, alive_a3, can_move, target_ok], -1)  # [B, N, A]
 
-        xy = (pos - self._bounds / 2) / self._bounds  # [B, U, 2] relative to the centre
+        xy = (pos_t - self._half_bounds_t) / self._bounds_t  # [B, 2, U] relative to the centre
         cooldown = torch.where(  # [B, U] weapon cooldown / SMAC's max; Medivac: energy / 200
             r.healer, self._energy * r.inv_max_energy, self._cooldown * self._cooldown_feature_scale
         )
-        agent_state = (
-            torch.cat(
-                [health[:, :n, None], cooldown[:, :n, None], xy[:, :n]]
-                + [shield[:, :n]] * r.agent_shield_bits
-                + [bits[:, :n]],
-                -1,
-            )
-            * alive_af
-        )  # [B, N, 4 + s + k]
-        enemy_state = (
-            torch.cat([health[:, n:, None], xy[:, n:]] + [shield[:, n:]] * r.enemy_shield_bits + [bits[:, n:]], -1)
-            * alive_e.unsqueeze(-1).float()
-        )  # [B, E, 3 + s + k]
-        state = torch.cat([agent_state.flatten(1), enemy_state.flatten(1), self._last_action.flatten(1)], -1)
+        units = torch.cat(
+            [health.unsqueeze(1), cooldown.unsqueeze(1), xy, descr[:, 1:]], 1
+        ) * alive.unsqueeze(1).float()  # [B, 5 + k, U] health, cooldown, x, y, shield, type
+        state = torch.cat([units.flatten(1).index_select(1, self._state_columns), self._last_action.flatten(1)], -1)
 
         self._observation = (obs, state, avail)
         return self._observation

@@ -12,6 +12,9 @@ import torch
 from macpo.envs.smac_lite.maps import MapSpec
 from macpo.envs.smac_lite.units import MIN_HIT_DAMAGE, MIN_SCAN_RANGE, SCAN_RANGE_MARGIN, UNIT_TYPES
 
+#: reach slack for float round-off after walking exactly into range
+RANGE_TOLERANCE = 1e-4
+
 
 class Roster:
     """The units of a map: stats [U], side masks [U], unit-type one-hots [U, bits], pair tables [U, U]."""
@@ -61,6 +64,7 @@ class Roster:
             if bits:
                 onehot[i, bits.index(u)] = 1.0
         self.type_onehot = onehot
+        self.type_onehot_t = onehot.t().contiguous()  # [bits, U]
         self.agent_shield_bits = int(any(u.max_shield > 0 for u in self.types[: self.n_agents]))
         self.enemy_shield_bits = int(any(u.max_shield > 0 for u in self.types[self.n_agents :]))
 
@@ -83,7 +87,31 @@ class Roster:
         hit = stat("damage")[:, None] + stat("bonus_vs_armored")[:, None] * armored[None, :]
         self.hit = hit * self.can_attack  # raw damage of one hit (what shields absorb)
         self.hit_health = (hit - self.armor[None, :]).clamp(min=MIN_HIT_DAMAGE) * self.can_attack  # past armor
-        # the pair tables step() reads for each unit's chosen target, in one [U, U, 5] table (one gather)
+        # the pair tables step() reads for each unit's chosen target, in one [U, U, 7] table (one
+        # lookup): reach, [hit, hit_health, 1] (a firing unit's contribution to the pooled hits is
+        # this slice times 1/0), can_attack, can_heal, reach + the round-off slack
         self.pair_table = torch.stack(
-            [self.reach, self.hit, self.hit_health, self.can_attack.float(), self.can_heal.float()], -1
+            [
+                self.reach,
+                self.hit,
+                self.hit_health,
+                torch.ones_like(self.reach),
+                self.can_attack.float(),
+                self.can_heal.float(),
+                self.reach + RANGE_TOLERANCE,
+            ],
+            -1,
         )
+
+        # constants step() would otherwise rebuild every step (same values, computed once)
+        self.contact = self.radius[:, None] + self.radius[None, :]  # [U, U] centre distance of touching bodies
+        self.distinct = ~torch.eye(self.n_units, dtype=torch.bool, device=device)  # [U, U] pairs of two units
+        self.speed_or_tiny = self.speed.clamp(min=1e-9)  # [U] divisor of walk times
+        self.armed_float = self.armed.float()  # [U]
+        self.fighter = ~self.healer  # [U]
+        self.side = torch.stack([self.is_agent, ~self.is_agent], 1).float()  # [U, 2] one-hot of agent / enemy
+        self.cannot_attack = ~self.can_attack  # [U, U]
+        self.enemy_cannot_attack = self.cannot_attack[self.n_agents :]  # [E, U]
+        self.enemy_reach_tol = self.reach[self.n_agents :] + RANGE_TOLERANCE  # [E, U]
+        self.enemy_scan = self.scan[self.n_agents :]  # [E, U]
+        self.enemy_slots = torch.arange(self.n_agents, self.n_units, device=device).view(1, -1, 1)  # [1, E, 1]
