@@ -57,9 +57,10 @@ class RNNAgent(nn.Module):
         → q [R, N, A]; each of an episode's N agents is its own sequence of the GRU.
         """
         r, n, i = inputs.shape
-        x = F.relu(self.fc1(inputs.reshape(r * n, i)), inplace=True)  # [R·N, H]
-        h = self.rnn.packed(x, [m * n for m in step_sizes])  # [R·N, H]
-        q = self.fc2(h).view(r, n, -1)  # [R, N, A]
+        # fc1 → ReLU → GRU → fc2 in one chunked walk (``FusedGRU.packed`` with fc_in/fc_out)
+        q = self.rnn.packed(inputs.reshape(r * n, i), [m * n for m in step_sizes],
+                            fc_in=(self.fc1.weight, self.fc1.bias), fc_out=(self.fc2.weight, self.fc2.bias))
+        q = q.view(r, n, -1)  # [R, N, A]
         if self.q_clamp is not None:
             q = q.clamp(*self.q_clamp)
         return q
