@@ -58,8 +58,12 @@ class RNNAgent(nn.Module):
         """
         r, n, i = inputs.shape
         # fc1 → ReLU → GRU → fc2 in one chunked walk (``FusedGRU.packed`` with fc_in/fc_out)
-        q = self.rnn.packed(inputs.reshape(r * n, i), [m * n for m in step_sizes],
-                            fc_in=(self.fc1.weight, self.fc1.bias), fc_out=(self.fc2.weight, self.fc2.bias))
+        q = self.rnn.packed(
+            inputs.reshape(r * n, i),
+            [m * n for m in step_sizes],
+            fc_in=(self.fc1.weight, self.fc1.bias),
+            fc_out=(self.fc2.weight, self.fc2.bias),
+        )
         q = q.view(r, n, -1)  # [R, N, A]
         if self.q_clamp is not None:
             q = q.clamp(*self.q_clamp)
