@@ -131,8 +131,8 @@ class RunParts:
 def build_run(cfg: DictConfig, identity: str, run_dir: Path, uri: str, previous_id: str | None) -> RunParts:
     """Env, replay, algorithm, logger, callbacks and the Lightning Trainer of one run."""
     from macpo.algos.base import LoopSettings
-    from macpo.allocator import keep_freed_memory
     from macpo.algos.data_path import make_datamodule
+    from macpo.allocator import keep_freed_memory
     from macpo.callbacks import EnvStepProgressBar, GreedyEvaluation
     from macpo.envs.factory import make_env
 
