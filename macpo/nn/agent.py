@@ -53,7 +53,8 @@ class RNNAgent(nn.Module):
     def forward_packed(self, inputs: torch.Tensor, step_sizes: list[int]) -> torch.Tensor:
         """Q-values on a packed episode batch (``macpo.nn.packing``), from a zero hidden state.
 
-        inputs [R, N, I] (observation rows, time-major, ``step_sizes[t]`` episodes at step t)
+        inputs [R, N, I] (observation rows, time-major, ``step_sizes[t]`` episodes at step t; any
+        dtype that holds them exactly, e.g. uint8 storage, cast to the weights' dtype a chunk at a time)
         → q [R, N, A]; each of an episode's N agents is its own sequence of the GRU.
         """
         r, n, i = inputs.shape

@@ -334,8 +334,10 @@ class _PackedRecurrence:
     """
 
     def __init__(self, x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None):
-        cd = x.dtype  # compute dtype (bfloat16 under autocast, else the weights' float32)
-        self.x, self.step_rows = x, step_rows
+        # compute dtype: bfloat16 under autocast, else the weights' float32; with fc_in, x may be in a
+        # storage dtype (uint8/float16 agent inputs), cast one chunk at a time
+        cd = x.dtype if fc_in is None else h0.dtype
+        self.x, self.step_rows, self.cd = x, step_rows, cd
         self.w_ih, self.w_hh = w_ih.to(cd).contiguous(), w_hh.to(cd).contiguous()
         self.b_ih, self.b_hh = b_ih.to(cd), b_hh.to(cd)
         self.fc_in = None if fc_in is None else (fc_in[0].to(cd).contiguous(), fc_in[1].to(cd))
@@ -348,9 +350,10 @@ class _PackedRecurrence:
         self.hd = hd = w_hh.shape[1]
         m0 = step_rows[0] if step_rows else 0
         self.h0 = h0.to(cd)  # [m_0, H]
-        self.h = x.new_empty(x.shape[0], hd)  # [R, H]
-        self.q = None if fc_out is None else x.new_empty(x.shape[0], self.fc_out[0].shape[0])  # [R, A]
-        self.rz, self.n, self.diff = x.new_empty(m0, 2 * hd), x.new_empty(m0, hd), x.new_empty(m0, hd)
+        like = dict(dtype=cd, device=x.device)
+        self.h = torch.empty(x.shape[0], hd, **like)  # [R, H]
+        self.q = None if fc_out is None else torch.empty(x.shape[0], self.fc_out[0].shape[0], **like)  # [R, A]
+        self.rz, self.n, self.diff = (torch.empty(m0, k * hd, **like) for k in (2, 1, 1))
 
     def h_prev(self, t: int) -> torch.Tensor:
         m, o = self.step_rows[t], self.offsets
@@ -358,7 +361,7 @@ class _PackedRecurrence:
 
     def gru_input(self, lo: int, hi: int) -> torch.Tensor:
         """The GRU's input on rows lo:hi ([rows, H_in]): x itself, or relu(fc_in(x))."""
-        return self.x[lo:hi] if self.fc_in is None else _linear_relu(self.x[lo:hi], *self.fc_in)
+        return self.x[lo:hi] if self.fc_in is None else _linear_relu(self.x[lo:hi].to(self.cd), *self.fc_in)
 
     def steps(self):
         """Runs the recurrence; yields (t, m_t, gh [m_t, 3H]) after each step (r, z in ``rz[:m]``, n in
@@ -408,7 +411,7 @@ class _PackedGRU(torch.autograd.Function):
         w1c, b1c = rec.fc_in if fc_in is not None else (None, None)
         w2c, b2c = rec.fc_out if fc_out is not None else (None, None)
         ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.b_ih, rec.b_hh, w1c, b1c, w2c, rec.h)
-        ctx.step_rows, ctx.offsets = step_rows, rec.offsets
+        ctx.step_rows, ctx.offsets, ctx.cd = step_rows, rec.offsets, rec.cd
         ctx.param_dtype = w_ih.dtype
         return out
 
@@ -417,7 +420,7 @@ class _PackedGRU(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, h = ctx.saved_tensors
         step_rows, o = ctx.step_rows, ctx.offsets
-        hd, cd, pd = w_hh.shape[1], x.dtype, ctx.param_dtype
+        hd, cd, pd = w_hh.shape[1], ctx.cd, ctx.param_dtype
         need_x, need_h0, need_wih, need_whh, need_bih, need_bhh, need_w1, need_b1, need_w2, need_b2 = (
             ctx.needs_input_grad[:10]
         )
@@ -436,14 +439,15 @@ class _PackedGRU(torch.autograd.Function):
         dw2 = torch.zeros(w2.shape, **acc) if has_out else None
         db2 = torch.zeros(w2.shape[0], **acc) if has_out else None
         t_len = len(step_rows)
-        dh_all = x.new_empty(step_rows[0] if t_len else 0, hd)  # ∂L/∂h_t in its first m_t rows
+        like = dict(dtype=cd, device=x.device)
+        dh_all = torch.empty(step_rows[0] if t_len else 0, hd, **like)  # ∂L/∂h_t in its first m_t rows
         chunks = _packed_chunks(step_rows)
         most = max((o[c1] - o[c0] for c0, c1 in chunks), default=0)
-        f_buf = x.new_empty(most, 5, hd)  # one chunk's factors, then (in place) its ∂L/∂(pre-activations)
-        h_prev = x.new_empty(most, hd)  # one chunk's h_{t-1} rows
-        rz_buf, n_buf, tmp_buf = x.new_empty(most, 2 * hd), x.new_empty(most, hd), x.new_empty(most, hd)
-        gh_buf = x.new_empty(most, hd) if has_out else None  # one chunk's ∂L/∂h from the output layer
-        one = x.new_ones(())
+        f_buf = torch.empty(most, 5, hd, **like)  # one chunk's factors, then (in place) its ∂L/∂(pre-activations)
+        h_prev = torch.empty(most, hd, **like)  # one chunk's h_{t-1} rows
+        rz_buf, n_buf, tmp_buf = (torch.empty(most, k * hd, **like) for k in (2, 1, 1))
+        gh_buf = torch.empty(most, hd, **like) if has_out else None  # one chunk's ∂L/∂h from the output layer
+        one = torch.ones((), **like)
         back = None  # ∂L/∂h_t through step t+1 [m_{t+1}, H], carried down the steps
         for c0, c1 in reversed(chunks):
             lo_c, hi_c = o[c0], o[c1]
@@ -462,7 +466,8 @@ class _PackedGRU(torch.autograd.Function):
                 h_prev[lo : lo + m].copy_(h0[:m] if t == 0 else h[o[t - 1] : o[t - 1] + m])
             # the forward's gates of the whole chunk, recomputed (same equations as _PackedRecurrence)
             hp, f = h_prev[:rows], f_buf[:rows]
-            u = x[lo_c:hi_c] if not has_in else _linear_relu(x[lo_c:hi_c], w1, b1)  # the GRU's input rows
+            xc = x[lo_c:hi_c].to(cd)  # [rows, I] (a cast of this chunk only where x is in a storage dtype)
+            u = xc if not has_in else _linear_relu(xc, w1, b1)  # the GRU's input rows
             gi = _linear(u, w_ih, b_ih)  # [rows, 3H]
             gh = _linear(hp, w_hh, b_hh)  # [rows, 3H]
             rz, n, tmp = rz_buf[:rows], n_buf[:rows], tmp_buf[:rows]
@@ -501,7 +506,7 @@ class _PackedGRU(torch.autograd.Function):
             if has_in and (need_x or need_w1 or need_b1):
                 du = torch.ops.aten.threshold_backward(_linear(d_in, w_ih_nrz_t, None), u, 0)  # [rows, H_in]
                 if need_w1:
-                    _mm_into(dw1, du.t(), x[lo_c:hi_c])
+                    _mm_into(dw1, du.t(), xc)
                 if need_b1:
                     db1 += du.sum(0, dtype=db1.dtype)
                 if need_x:
@@ -529,13 +534,17 @@ def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None
     """PyTorch's single-layer GRU over a packed batch: x [R, I], h0 [m_0, H], ``step_rows`` [T] ints
     (non-increasing, Σ = R) → h [R, H] (each step's output rows in x's order).
 
-    ``fc_in = (w1, b1)``: the GRU reads relu(x w1ᵀ + b1); ``fc_out = (w2, b2)``: returns
+    ``fc_in = (w1, b1)``: the GRU reads relu(x w1ᵀ + b1), x in any dtype (e.g. uint8 storage: each
+    chunk is cast to the compute dtype when read, so no float copy of x is made); ``fc_out = (w2, b2)``: returns
     q = h w2ᵀ + b2 [R, A] instead of h (both fused into the chunked walk, see ``_PackedGRU``).
     Under autocast the matmuls and gates run in its dtype (bfloat16) while the weight gradients are
     summed in float32 and returned in the weights' dtype.
     """
-    cd = compute_dtype(x)
-    x = x.to(cd)
+    dev = x.device.type
+    if fc_in is None:
+        x = x.to(compute_dtype(x))
+    else:  # x may be in a storage dtype: the walk casts it a chunk at a time
+        h0 = h0.to(torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else fc_in[0].dtype)
     w1, b1 = fc_in if fc_in is not None else (None, None)
     w2, b2 = fc_out if fc_out is not None else (None, None)
     params = [a for a in (x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2) if a is not None]
@@ -606,10 +615,10 @@ class FusedGRU(nn.GRU):
         m0 = step_rows[0] if len(step_rows) else 0
         if not self.fused_applies(x.unsqueeze(0)):
             if fc_in is not None:
-                x = F.relu(F.linear(x, *fc_in))
+                x = F.relu(F.linear(x.to(fc_in[0].dtype), *fc_in))
             sizes = torch.as_tensor(list(step_rows), dtype=torch.int64)
             out, _ = super().forward(nn.utils.rnn.PackedSequence(x, sizes))
             return out.data if fc_out is None else F.linear(out.data, *fc_out)
-        h0 = x.new_zeros(m0, self.hidden_size, dtype=self.weight_hh_l0.dtype)
+        h0 = torch.zeros(m0, self.hidden_size, dtype=self.weight_hh_l0.dtype, device=x.device)
         return packed_gru(x, h0, step_rows, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
                           fc_in, fc_out)  # fmt: skip
