@@ -17,6 +17,7 @@ when the class is created (LightningModule has no ABCMeta). Intermediate bases d
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import time
@@ -163,6 +164,11 @@ class PackedBatch:
             reward=pk.pack_trans(batch["reward"]).float(),
             terminated=pk.pack_trans(batch["terminated"]).float(),
         )
+
+    @functools.cached_property
+    def state_tr(self) -> torch.Tensor:
+        """The state of each transition row [R, S]: one copy that every mixer reads (and autograd keeps once)."""
+        return self.state[self.tr]
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over the transitions of x [R] (the padded batch's masked mean)."""
