@@ -78,3 +78,31 @@ def test_qmix_bf16_final_returns_within_seed_noise_of_fp32(tmp_path, compose_cfg
     stderr = (statistics.variance(a) / 3 + statistics.variance(b) / 3) ** 0.5
     print(f"final test returns fp32 {a}, bf16 {b}")
     assert abs(statistics.mean(a) - statistics.mean(b)) <= 2 * stderr + 1e-6, finals
+
+
+def test_bf16_update_reads_float16_storage():
+    """SMAC's replay stores observations and states in float16: the packed update reads them under
+    bf16 autocast (nothing concatenates float16 with bfloat16) and matches the float32-stored batch."""
+    from macpo.algos.qmix import QMIX
+    from macpo.bench import FixedInfoEnv
+    from macpo.envs.base import EnvInfo
+    from macpo.replay.samplers.uniform import UniformSampler
+
+    info = EnvInfo(n_agents=3, n_actions=5, obs_shape=7, state_shape=9, episode_limit=9)
+    g = torch.Generator().manual_seed(0)
+    b, t1 = 6, 10
+    batch = {
+        "obs": torch.rand(b, t1, 3, 7, generator=g).half(),
+        "state": torch.rand(b, t1, 9, generator=g).half(),
+        "avail_actions": torch.ones(b, t1, 3, 5, dtype=torch.bool),
+        "actions": torch.randint(0, 5, (b, t1, 3), generator=g),
+        "reward": torch.randn(b, t1, generator=g),
+        "terminated": torch.zeros(b, t1, dtype=torch.bool),
+        "filled": torch.arange(t1).expand(b, t1) < torch.tensor([9, 1, 4, 9, 3, 6])[:, None],
+    }
+    algo = QMIX(FixedInfoEnv(info), UniformSampler(), LoopSettings(t_max=1))
+    isw = torch.ones(b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out16 = algo.compute_loss(batch, isw)
+        out32 = algo.compute_loss({**batch, "obs": batch["obs"].float(), "state": batch["state"].float()}, isw)
+    assert torch.isfinite(out16.loss) and torch.equal(out16.loss, out32.loss)

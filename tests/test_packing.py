@@ -31,16 +31,16 @@ LENGTHS = [9, 1, 4, 1, 9, 3, 6]  # transitions per episode; the final observatio
 TERMINATED = [False, True, True, False, False, True, False]  # the rest were truncated
 
 
-def mixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Episodes of LENGTHS padded to T+1 = 10 steps, with random values in the padding too."""
+def mixed_batch(seed: int = 0, repeat: int = 1) -> dict[str, torch.Tensor]:
+    """Episodes of LENGTHS (``repeat`` times over) padded to T+1 = 10 steps, with random values in the padding too."""
     g = torch.Generator().manual_seed(seed)
-    b, t1, n, a = len(LENGTHS), INFO.episode_limit + 1, INFO.n_agents, INFO.n_actions
+    b, t1, n, a = len(LENGTHS) * repeat, INFO.episode_limit + 1, INFO.n_agents, INFO.n_actions
     avail = torch.rand(b, t1, n, a, generator=g) < 0.7
     avail[..., 0] = True
     actions = torch.multinomial(avail.float().view(-1, a), 1, generator=g).view(b, t1, n)
     filled = torch.zeros(b, t1, dtype=torch.bool)
     terminated = torch.zeros(b, t1, dtype=torch.bool)
-    for i, (length, term) in enumerate(zip(LENGTHS, TERMINATED)):
+    for i, (length, term) in enumerate(zip(LENGTHS * repeat, TERMINATED * repeat)):
         filled[i, :length] = True
         terminated[i, length - 1] = term
     return {
@@ -185,6 +185,55 @@ def test_packing_rows_follow_the_episodes():
     assert torch.equal(pk.agent_inputs(batch["obs"], batch["actions"], INFO.n_actions), pk.pack_obs(padded))
     r = pk.pack_trans(batch["reward"])
     assert torch.equal(pk.unpack(r), batch["reward"][:, :-1] * batch["filled"][:, :-1])
+
+
+@pytest.mark.parametrize("make,reference", [
+    (lambda env: QMIX(env, UniformSampler(), LoopSettings(t_max=1)), padded_qmix_loss),
+    (lambda env: MACPO(env, MacpoSampler(), LoopSettings(t_max=1)), padded_wqmix_loss),
+])  # fmt: skip
+def test_packed_update_equals_padded_at_onednn_sizes(make, reference, monkeypatch):
+    """20× the batch: the mixers' rows and the GRU chunks exceed ``ONEDNN_MIN_ROWS``, so the fused
+    agent's and the mixers' oneDNN matmuls run. They round differently from the padded path's MKL
+    matmuls (fc1), so values agree to float32 rounding of their magnitude (targets reach ~75 here)."""
+    assert 20 * sum(LENGTHS) >= fused_gru.ONEDNN_MIN_ROWS
+    monkeypatch.setattr(fused_gru, "ROWS_PER_CHUNK", 256)
+    torch.manual_seed(0)
+    algo = make(FixedInfoEnv(INFO))
+    perturb_targets(algo)
+    batch = mixed_batch(repeat=20)
+    isw = torch.rand(len(LENGTHS) * 20, generator=torch.Generator().manual_seed(2)) + 0.5
+    out = algo.compute_loss(batch, isw)
+    ref_loss, ref_td, mask = reference(algo, batch, isw)
+    assert out.loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+    valid = mask.bool()
+    scale = ref_td.detach()[valid].abs().max().item()
+    torch.testing.assert_close(out.signals.td[valid], ref_td.detach()[valid], rtol=1e-5, atol=2e-6 * scale)
+    for g_packed, g_padded in zip(grads(algo, out.loss), grads(algo, ref_loss)):
+        assert g_padded is not None and g_padded.abs().sum() > 0
+        torch.testing.assert_close(g_packed, g_padded, rtol=1e-4, atol=1e-6 * g_padded.abs().max().item())
+
+
+@pytest.mark.parametrize("make", [
+    lambda env: QMIX(env, UniformSampler(), LoopSettings(t_max=1)),
+    lambda env: MACPO(env, MacpoSampler(), LoopSettings(t_max=1)),
+])  # fmt: skip
+@pytest.mark.parametrize("rows_per_chunk", [2048, 5])
+def test_packed_update_reads_storage_dtypes_exactly(make, rows_per_chunk, monkeypatch):
+    """The replay hands out uint8 observations and actions; the agents cast their inputs a chunk
+    at a time: the update must be bit for bit the one on the same batch given in float32."""
+    monkeypatch.setattr(fused_gru, "ROWS_PER_CHUNK", rows_per_chunk)
+    torch.manual_seed(0)
+    algo = make(FixedInfoEnv(INFO))
+    perturb_targets(algo)
+    batch = mixed_batch(repeat=20)
+    batch["obs"], batch["state"] = (batch["obs"] > 0.5).float(), (batch["state"] > 0.5).float()  # 0/1 grids
+    stored = {**batch, "obs": batch["obs"].to(torch.uint8), "state": batch["state"].to(torch.uint8),
+              "actions": batch["actions"].to(torch.uint8)}  # fmt: skip
+    isw = torch.ones(len(LENGTHS) * 20)
+    out32, out8 = algo.compute_loss(batch, isw), algo.compute_loss(stored, isw)
+    assert torch.equal(out8.loss, out32.loss) and torch.equal(out8.signals.td, out32.signals.td)
+    for g8, g32 in zip(grads(algo, out8.loss), grads(algo, out32.loss)):
+        assert g32 is not None and torch.equal(g8, g32)
 
 
 def test_packed_lambda_returns_equal_padded():

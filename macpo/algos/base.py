@@ -17,6 +17,7 @@ when the class is created (LightningModule has no ABCMeta). Intermediate bases d
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import time
@@ -133,7 +134,9 @@ class PackedBatch:
 
     packing: EpisodePacking
     steps: list[int]  # [T_obs] episodes still running at each step (the GRU's shrinking batch)
-    inputs: torch.Tensor  # [R_obs, N, O+A+N] agent-network inputs (obs ⊕ last action ⊕ id), float32
+    # [R_obs, N, O+A+N] agent-network inputs (obs ⊕ last action ⊕ id) in the obs' storage dtype
+    # (uint8/float16: 4× / 2× smaller than float32); the agents cast them a chunk at a time
+    inputs: torch.Tensor
     state: torch.Tensor  # [R_obs, S] float32
     avail: torch.Tensor  # [R_obs, N, A] bool
     actions: torch.Tensor  # [R_obs, N] long (the action taken at each observation row)
@@ -151,7 +154,7 @@ class PackedBatch:
         return cls(
             packing=pk,
             steps=pk.obs_steps,
-            inputs=pk.agent_inputs(batch["obs"], batch["actions"], n_actions),
+            inputs=pk.agent_inputs(batch["obs"], batch["actions"], n_actions, dtype=storage_dtype(batch["obs"])),
             state=pk.pack_obs(batch["state"]).float(),
             avail=pk.pack_obs(batch["avail_actions"]).bool(),
             actions=actions,
@@ -162,9 +165,19 @@ class PackedBatch:
             terminated=pk.pack_trans(batch["terminated"]).float(),
         )
 
+    @functools.cached_property
+    def state_tr(self) -> torch.Tensor:
+        """The state of each transition row [R, S]: one copy that every mixer reads (and autograd keeps once)."""
+        return self.state[self.tr]
+
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over the transitions of x [R] (the padded batch's masked mean)."""
         return self.packing.masked_rows(x)
+
+
+def storage_dtype(obs: torch.Tensor) -> torch.dtype:
+    """The dtype agent inputs are packed in: the observations' own when it holds one-hot values exactly."""
+    return obs.dtype if obs.dtype.is_floating_point or obs.dtype == torch.uint8 else torch.float32
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -326,6 +339,7 @@ class MarlAlgorithm(pl.LightningModule):
         With ``packing``, every per-timestep tensor is given on transition rows ([R], [R, N, A]) and
         the weights come back as rows [R]; the sampler still sees padded [b, T] signals (float32).
         """
+
         def prep(x):  # detached, float32 or wider, padded [b, T] for the sampler
             if x is None:
                 return None

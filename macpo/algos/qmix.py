@@ -51,7 +51,7 @@ class QMIX(ValueDecomposition):
     def forward_values(self, ep: PackedBatch) -> ValueForward:
         q = self.agent.forward_packed(ep.inputs, ep.steps)  # [R_obs, N, A]
         chosen = q.gather(-1, ep.actions[..., None]).squeeze(-1)[ep.tr]  # [R, N]
-        return ValueForward(agent_qs=q, q_tot=self.mixer(chosen, ep.state[ep.tr]))  # q_tot [R]
+        return ValueForward(agent_qs=q, q_tot=self.mixer(chosen, ep.state_tr))  # q_tot [R]
 
     def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:
         target_q = self.target_agent.forward_packed(ep.inputs, ep.steps)  # [R_obs, N, A]

@@ -66,7 +66,7 @@ class WQMIX(QMIX):
     def forward_values(self, ep: PackedBatch) -> ValueForward:
         fwd = super().forward_values(ep)
         central_utils = self.central.utilities_packed(ep.inputs, ep.steps)  # [R_obs, N, A]
-        fwd.q_star = self.central.value(central_utils[ep.tr], ep.taken, ep.state[ep.tr])  # [R]
+        fwd.q_star = self.central.value(central_utils[ep.tr], ep.taken, ep.state_tr)  # [R]
         return fwd
 
     def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:

@@ -53,13 +53,19 @@ class RNNAgent(nn.Module):
     def forward_packed(self, inputs: torch.Tensor, step_sizes: list[int]) -> torch.Tensor:
         """Q-values on a packed episode batch (``macpo.nn.packing``), from a zero hidden state.
 
-        inputs [R, N, I] (observation rows, time-major, ``step_sizes[t]`` episodes at step t)
+        inputs [R, N, I] (observation rows, time-major, ``step_sizes[t]`` episodes at step t; any
+        dtype that holds them exactly, e.g. uint8 storage, cast to the weights' dtype a chunk at a time)
         → q [R, N, A]; each of an episode's N agents is its own sequence of the GRU.
         """
         r, n, i = inputs.shape
-        x = F.relu(self.fc1(inputs.reshape(r * n, i)), inplace=True)  # [R·N, H]
-        h = self.rnn.packed(x, [m * n for m in step_sizes])  # [R·N, H]
-        q = self.fc2(h).view(r, n, -1)  # [R, N, A]
+        # fc1 → ReLU → GRU → fc2 in one chunked walk (``FusedGRU.packed`` with fc_in/fc_out)
+        q = self.rnn.packed(
+            inputs.reshape(r * n, i),
+            [m * n for m in step_sizes],
+            fc_in=(self.fc1.weight, self.fc1.bias),
+            fc_out=(self.fc2.weight, self.fc2.bias),
+        )
+        q = q.view(r, n, -1)  # [R, N, A]
         if self.q_clamp is not None:
             q = q.clamp(*self.q_clamp)
         return q

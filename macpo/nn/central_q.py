@@ -7,9 +7,11 @@ constraint maps them and the state to Q*, plus a state-value head.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from macpo.nn.agent import RNNAgent
+from macpo.nn.fast_linear import linear
 
 
 class CentralMixer(nn.Module):
@@ -26,9 +28,36 @@ class CentralMixer(nn.Module):
         self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """agent_qs [*, N], state [*, S] → Q* [*] (* = B, T or packed rows R)."""
-        x = torch.cat([agent_qs, state], dim=-1)  # [B, T, N + S]
-        return (self.net(x) + self.value(state)).squeeze(-1)
+        """agent_qs [*, N], state [*, S] → Q* [*] (* = B, T or packed rows R).
+
+        The first layers of both heads read the state: one matmul gives the state's part of both
+        (``net``'s first layer is split into its agent-utility and state columns, so the
+        [agent_qs ⊕ state] concatenation is never built). Without autograd the rows run in
+        chunks, so the [rows, embed] activations stay in cache and are never all held at once.
+        """
+        lead, n = agent_qs.shape[:-1], agent_qs.shape[-1]
+        qs, s = agent_qs.reshape(-1, n), state.reshape(-1, state.shape[-1])  # [BT, N], [BT, S]
+        if torch.is_grad_enabled() or qs.shape[0] <= self.NO_GRAD_ROWS:
+            return self._rows(qs, s).view(lead)
+        out = torch.cat([self._rows(qs[i : i + self.NO_GRAD_ROWS], s[i : i + self.NO_GRAD_ROWS])
+                         for i in range(0, qs.shape[0], self.NO_GRAD_ROWS)])  # fmt: skip
+        return out.view(lead)
+
+    NO_GRAD_ROWS = 2048  # rows per chunk without autograd (the target network)
+
+    def _rows(self, qs: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """qs [M, N], s [M, S] → Q* [M]."""
+        n, first, v_first = qs.shape[-1], self.net[0], self.value[0]
+        w = torch.cat([first.weight[:, n:], v_first.weight])  # [2E, S]
+        b = torch.cat([first.bias, v_first.bias])
+        y = linear(s, w, b)  # [M, 2E]: net's first layer without the utilities, value's first layer
+        y_net, y_v = y.split([first.out_features, v_first.out_features], dim=-1)
+        x = F.relu(y_net + linear(qs, first.weight[:, :n]))  # [M, E]
+        for layer in (self.net[2], self.net[4]):
+            x = F.relu(linear(x, layer.weight, layer.bias))
+        head = self.net[6]
+        q = F.linear(x, head.weight, head.bias) + F.linear(F.relu(y_v), self.value[2].weight, self.value[2].bias)
+        return q.squeeze(-1)
 
 
 class CentralQ(nn.Module):

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
@@ -317,14 +318,30 @@ def _mm_into(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         acc += (a @ b).to(acc.dtype)
 
 
-class _PackedRecurrence:
-    """The forward walk over a packed batch: x [R, I], m_t rows per step → h [R, H]."""
+def _linear_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """relu(x @ wᵀ + b) → [M, N] (oneDNN fuses the ReLU into its matmul)."""
+    if _fast_path(x):
+        return _onednn_linear(x, w, b, "relu", [], "")
+    return torch.addmm(b, x, w.t()).relu_()
 
-    def __init__(self, x, h0, step_rows, w_ih, w_hh, b_ih, b_hh):
-        cd = x.dtype  # compute dtype (bfloat16 under autocast, else the weights' float32)
-        self.x, self.step_rows = x, step_rows
+
+class _PackedRecurrence:
+    """The forward walk over a packed batch: x [R, I], m_t rows per step → h [R, H].
+
+    With ``fc_in = (w1, b1)`` the GRU reads relu(x w1ᵀ + b1) and with ``fc_out = (w2, b2)`` each
+    chunk's outputs also go through q = h w2ᵀ + b2 (the RNN agent's layers around its GRU), one
+    chunk at a time, so no network-sized intermediate ([R, H] per layer) is ever written.
+    """
+
+    def __init__(self, x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None):
+        # compute dtype: bfloat16 under autocast, else the weights' float32; with fc_in, x may be in a
+        # storage dtype (uint8/float16 agent inputs), cast one chunk at a time
+        cd = x.dtype if fc_in is None else h0.dtype
+        self.x, self.step_rows, self.cd = x, step_rows, cd
         self.w_ih, self.w_hh = w_ih.to(cd).contiguous(), w_hh.to(cd).contiguous()
         self.b_ih, self.b_hh = b_ih.to(cd), b_hh.to(cd)
+        self.fc_in = None if fc_in is None else (fc_in[0].to(cd).contiguous(), fc_in[1].to(cd))
+        self.fc_out = None if fc_out is None else (fc_out[0].to(cd).contiguous(), fc_out[1].to(cd))
         self.offsets = [0]
         for m in step_rows:
             self.offsets.append(self.offsets[-1] + m)
@@ -333,19 +350,25 @@ class _PackedRecurrence:
         self.hd = hd = w_hh.shape[1]
         m0 = step_rows[0] if step_rows else 0
         self.h0 = h0.to(cd)  # [m_0, H]
-        self.h = x.new_empty(x.shape[0], hd)  # [R, H]
-        self.rz, self.n, self.diff = x.new_empty(m0, 2 * hd), x.new_empty(m0, hd), x.new_empty(m0, hd)
+        like = dict(dtype=cd, device=x.device)
+        self.h = torch.empty(x.shape[0], hd, **like)  # [R, H]
+        self.q = None if fc_out is None else torch.empty(x.shape[0], self.fc_out[0].shape[0], **like)  # [R, A]
+        self.rz, self.n, self.diff = (torch.empty(m0, k * hd, **like) for k in (2, 1, 1))
 
     def h_prev(self, t: int) -> torch.Tensor:
         m, o = self.step_rows[t], self.offsets
         return self.h0[:m] if t == 0 else self.h[o[t - 1] : o[t - 1] + m]
+
+    def gru_input(self, lo: int, hi: int) -> torch.Tensor:
+        """The GRU's input on rows lo:hi ([rows, H_in]): x itself, or relu(fc_in(x))."""
+        return self.x[lo:hi] if self.fc_in is None else _linear_relu(self.x[lo:hi].to(self.cd), *self.fc_in)
 
     def steps(self):
         """Runs the recurrence; yields (t, m_t, gh [m_t, 3H]) after each step (r, z in ``rz[:m]``, n in
         ``n[:m]``, h_{t-1} − n in ``diff[:m]``), so the caller can derive the backward factors."""
         hd, o = self.hd, self.offsets
         for c0, c1 in _packed_chunks(self.step_rows):
-            gi = _linear(self.x[o[c0] : o[c1]], self.w_ih, self.b_ih)  # [rows of the chunk, 3H]
+            gi = _linear(self.gru_input(o[c0], o[c1]), self.w_ih, self.b_ih)  # [rows of the chunk, 3H]
             for t in range(c0, c1):
                 m, h_prev = self.step_rows[t], self.h_prev(t)
                 gh = _linear(h_prev, self.w_hh, self.b_hh)  # [m, 3H]
@@ -357,60 +380,95 @@ class _PackedRecurrence:
                 torch.sub(h_prev, n, out=diff)
                 torch.addcmul(n, rz[:, hd:], diff, out=self.h[o[t] : o[t] + m])  # (1 − z)·n + z·h_{t-1}
                 yield t, m, gh
+            if self.fc_out is not None:
+                self.q[o[c0] : o[c1]] = _linear(self.h[o[c0] : o[c1]], *self.fc_out)
+
+    def run(self) -> torch.Tensor:
+        """The whole forward: h [R, H], or q [R, A] with ``fc_out``."""
+        for _ in self.steps():
+            pass
+        return self.h if self.q is None else self.q
 
 
 class _PackedGRU(torch.autograd.Function):
-    """Autograd for a packed batch: (x [R, I], h0 [m_0, H], weights) → h [R, H].
+    """Autograd for a packed batch: (x [R, I], h0 [m_0, H], weights[, fc_in, fc_out]) → h [R, H] (or q).
 
     Unlike ``_GRUSequence`` it keeps no per-step factors (5 H per row: 260 MB per network at
     predator-prey size): the backward recomputes them one chunk at a time from x and the saved
     outputs h, with two chunk-sized matmuls (x W_ihᵀ and h_{t-1} W_hhᵀ for all the chunk's rows
     at once) and a few elementwise ops, so the memory of an update is the activations alone.
+    With the agent's input and output layers (``fc_in``/``fc_out``) fused in, their backward also
+    runs chunk by chunk (fc_in's ReLU output recomputed), so of the whole agent network only x
+    and h are kept: each layer's work stays in cache instead of streaming [R, H] tensors.
     """
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, step_rows):
-        rec = _PackedRecurrence(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh)
-        for _ in rec.steps():
-            pass
-        ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.b_ih, rec.b_hh, rec.h)
-        ctx.step_rows, ctx.offsets = step_rows, rec.offsets
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2, step_rows):
+        fc_in = None if w1 is None else (w1, b1)
+        fc_out = None if w2 is None else (w2, b2)
+        rec = _PackedRecurrence(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in, fc_out)
+        out = rec.run()
+        w1c, b1c = rec.fc_in if fc_in is not None else (None, None)
+        w2c, b2c = rec.fc_out if fc_out is not None else (None, None)
+        ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.b_ih, rec.b_hh, w1c, b1c, w2c, rec.h)
+        ctx.step_rows, ctx.offsets, ctx.cd = step_rows, rec.offsets, rec.cd
         ctx.param_dtype = w_ih.dtype
-        return rec.h
+        return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_h):
-        x, h0, w_ih, w_hh, b_ih, b_hh, h = ctx.saved_tensors
+    def backward(ctx, grad_out):
+        x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, h = ctx.saved_tensors
         step_rows, o = ctx.step_rows, ctx.offsets
-        hd, i, cd, pd = w_hh.shape[1], x.shape[-1], x.dtype, ctx.param_dtype
-        need_x, need_h0, need_wih, need_whh, need_bih, need_bhh = ctx.needs_input_grad[:6]
-        grad_h = grad_h.to(cd)
+        hd, cd, pd = w_hh.shape[1], ctx.cd, ctx.param_dtype
+        need_x, need_h0, need_wih, need_whh, need_bih, need_bhh, need_w1, need_b1, need_w2, need_b2 = (
+            ctx.needs_input_grad[:10]
+        )
+        has_in, has_out = w1 is not None, w2 is not None
+        i_gru = w_ih.shape[1]  # the GRU's input width (fc_in's output width when fused)
+        grad_out = grad_out.to(cd)
         w_hh_t = w_hh.t().contiguous()  # [H, 3H]
         w_ih_nrz_t = torch.cat([w_ih[2 * hd :], w_ih[: 2 * hd]]).t().contiguous()  # [I, 3H], rows n, r, z
+        w1_t = w1.t().contiguous() if has_in and need_x else None  # [I, H_in]
         dx = torch.empty_like(x) if need_x else None  # [R, I]
         acc = dict(dtype=torch.promote_types(pd, torch.float32), device=x.device)  # sums at ≥ float32
-        dw_ih_nrz, dw_hh = torch.zeros(3 * hd, i, **acc), torch.zeros(3 * hd, hd, **acc)
+        dw_ih_nrz, dw_hh = torch.zeros(3 * hd, i_gru, **acc), torch.zeros(3 * hd, hd, **acc)
         db_ih_nrz, db_hh = torch.zeros(3 * hd, **acc), torch.zeros(3 * hd, **acc)
+        dw1 = torch.zeros(w1.shape, **acc) if has_in else None
+        db1 = torch.zeros(w1.shape[0], **acc) if has_in else None
+        dw2 = torch.zeros(w2.shape, **acc) if has_out else None
+        db2 = torch.zeros(w2.shape[0], **acc) if has_out else None
         t_len = len(step_rows)
-        dh0 = None
-        dh_all = x.new_empty(step_rows[0] if t_len else 0, hd)  # ∂L/∂h_t in its first m_t rows
-        dh = dh_all[: step_rows[-1] if t_len else 0]
-        dh.copy_(grad_h[o[t_len - 1] :] if t_len else grad_h[:0])
+        like = dict(dtype=cd, device=x.device)
+        dh_all = torch.empty(step_rows[0] if t_len else 0, hd, **like)  # ∂L/∂h_t in its first m_t rows
         chunks = _packed_chunks(step_rows)
         most = max((o[c1] - o[c0] for c0, c1 in chunks), default=0)
-        f_buf = x.new_empty(most, 5, hd)  # one chunk's factors, then (in place) its ∂L/∂(pre-activations)
-        h_prev = x.new_empty(most, hd)  # one chunk's h_{t-1} rows
-        rz_buf, n_buf, tmp_buf = x.new_empty(most, 2 * hd), x.new_empty(most, hd), x.new_empty(most, hd)
-        one = x.new_ones(())
+        f_buf = torch.empty(most, 5, hd, **like)  # one chunk's factors, then (in place) its ∂L/∂(pre-activations)
+        h_prev = torch.empty(most, hd, **like)  # one chunk's h_{t-1} rows
+        rz_buf, n_buf, tmp_buf = (torch.empty(most, k * hd, **like) for k in (2, 1, 1))
+        gh_buf = torch.empty(most, hd, **like) if has_out else None  # one chunk's ∂L/∂h from the output layer
+        one = torch.ones((), **like)
+        back = None  # ∂L/∂h_t through step t+1 [m_{t+1}, H], carried down the steps
         for c0, c1 in reversed(chunks):
-            rows = o[c1] - o[c0]
+            lo_c, hi_c = o[c0], o[c1]
+            rows = hi_c - lo_c
+            if has_out:  # q = h w2ᵀ + b2 on the chunk's rows
+                gq = grad_out[lo_c:hi_c]  # [rows, A]
+                grad_h = torch.mm(gq, w2, out=gh_buf[:rows])  # [rows, H]
+                if need_w2:
+                    _mm_into(dw2, gq.t(), h[lo_c:hi_c])
+                if need_b2:
+                    db2 += gq.sum(0, dtype=db2.dtype)
+            else:
+                grad_h = grad_out[lo_c:hi_c]
             for t in range(c0, c1):
-                m, lo = step_rows[t], o[t] - o[c0]
+                m, lo = step_rows[t], o[t] - lo_c
                 h_prev[lo : lo + m].copy_(h0[:m] if t == 0 else h[o[t - 1] : o[t - 1] + m])
             # the forward's gates of the whole chunk, recomputed (same equations as _PackedRecurrence)
             hp, f = h_prev[:rows], f_buf[:rows]
-            gi = _linear(x[o[c0] : o[c1]], w_ih, b_ih)  # [rows, 3H]
+            xc = x[lo_c:hi_c].to(cd)  # [rows, I] (a cast of this chunk only where x is in a storage dtype)
+            u = xc if not has_in else _linear_relu(xc, w1, b1)  # the GRU's input rows
+            gi = _linear(u, w_ih, b_ih)  # [rows, 3H]
             gh = _linear(hp, w_hh, b_hh)  # [rows, 3H]
             rz, n, tmp = rz_buf[:rows], n_buf[:rows], tmp_buf[:rows]
             torch.add(gi[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
@@ -428,56 +486,72 @@ class _PackedGRU(torch.autograd.Function):
             _sigmoid_backward(tmp, z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
             del gi, gh
             for t in range(c1 - 1, c0 - 1, -1):
-                m, lo = step_rows[t], o[t] - o[c0]
+                m, lo = step_rows[t], o[t] - lo_c
+                dh = dh_all[:m]  # total ∂L/∂h_t: its own gradient plus what step t+1 sends back
+                dh.copy_(grad_h[lo : lo + m])
+                if back is not None:
+                    dh[: back.shape[0]] += back
                 d = torch.mul(f[lo : lo + m], dh.unsqueeze(1), out=f[lo : lo + m])  # [m, 5, H]
                 back = _linear_add(d[:, _R:].reshape(m, 3 * hd), d[:, _Z], w_hh_t)  # ∂L/∂h_{t-1} via step t
-                if t > 0:
-                    dh = dh_all[: step_rows[t - 1]]  # step t's ∂L/∂h_t is consumed: reuse its rows
-                    dh.copy_(grad_h[o[t - 1] : o[t]])
-                    dh[:m] += back
-                else:
-                    dh0 = back
             flat = f.view(rows, 5 * hd)
             d_in, d_hid = flat[:, _N_IN * hd : (_ZG + 1) * hd], flat[:, _R * hd :]  # [rows, 3H] each
-            if need_x:
-                dx[o[c0] : o[c1]] = _linear(d_in, w_ih_nrz_t, None)
             if need_wih:
-                _mm_into(dw_ih_nrz, d_in.t(), x[o[c0] : o[c1]])
+                _mm_into(dw_ih_nrz, d_in.t(), u)
             if need_whh:
                 _mm_into(dw_hh, d_hid.t(), hp)
             if need_bih:
                 db_ih_nrz += d_in.sum(0, dtype=db_ih_nrz.dtype)
             if need_bhh:
                 db_hh += d_hid.sum(0, dtype=db_hh.dtype)
+            if has_in and (need_x or need_w1 or need_b1):
+                du = torch.ops.aten.threshold_backward(_linear(d_in, w_ih_nrz_t, None), u, 0)  # [rows, H_in]
+                if need_w1:
+                    _mm_into(dw1, du.t(), xc)
+                if need_b1:
+                    db1 += du.sum(0, dtype=db1.dtype)
+                if need_x:
+                    dx[lo_c:hi_c] = _linear(du, w1_t, None)
+            elif need_x:
+                dx[lo_c:hi_c] = _linear(d_in, w_ih_nrz_t, None)
 
         def to_rzn(v):  # rows (n, r, z) → PyTorch's (r, z, n)
             return torch.cat([v[hd:], v[:hd]]).to(pd)
 
+        def out(g, need):
+            return g.to(pd) if need and g is not None else None
+
         if need_h0:
             grad_h0 = torch.zeros(h0.shape, dtype=pd, device=x.device)
-            if dh0 is not None:
-                grad_h0[: dh0.shape[0]] = dh0
+            if back is not None:
+                grad_h0[: back.shape[0]] = back
         return (dx, grad_h0 if need_h0 else None, to_rzn(dw_ih_nrz) if need_wih else None,
                 dw_hh.to(pd) if need_whh else None, to_rzn(db_ih_nrz) if need_bih else None,
-                db_hh.to(pd) if need_bhh else None, None)  # fmt: skip
+                db_hh.to(pd) if need_bhh else None, out(dw1, need_w1), out(db1, need_b1),
+                out(dw2, need_w2), out(db2, need_b2), None)  # fmt: skip
 
 
-def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
+def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None) -> torch.Tensor:
     """PyTorch's single-layer GRU over a packed batch: x [R, I], h0 [m_0, H], ``step_rows`` [T] ints
     (non-increasing, Σ = R) → h [R, H] (each step's output rows in x's order).
 
+    ``fc_in = (w1, b1)``: the GRU reads relu(x w1ᵀ + b1), x in any dtype (e.g. uint8 storage: each
+    chunk is cast to the compute dtype when read, so no float copy of x is made); ``fc_out = (w2, b2)``: returns
+    q = h w2ᵀ + b2 [R, A] instead of h (both fused into the chunked walk, see ``_PackedGRU``).
     Under autocast the matmuls and gates run in its dtype (bfloat16) while the weight gradients are
     summed in float32 and returned in the weights' dtype.
     """
-    cd = compute_dtype(x)
-    x = x.to(cd)
+    dev = x.device.type
+    if fc_in is None:
+        x = x.to(compute_dtype(x))
+    else:  # x may be in a storage dtype: the walk casts it a chunk at a time
+        h0 = h0.to(torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else fc_in[0].dtype)
+    w1, b1 = fc_in if fc_in is not None else (None, None)
+    w2, b2 = fc_out if fc_out is not None else (None, None)
+    params = [a for a in (x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2) if a is not None]
     with torch.autocast(x.device.type, enabled=False):
-        if torch.is_grad_enabled() and any(a.requires_grad for a in (x, h0, w_ih, w_hh, b_ih, b_hh)):
-            return _PackedGRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, list(step_rows))
-        rec = _PackedRecurrence(x, h0, list(step_rows), w_ih, w_hh, b_ih, b_hh)
-        for _ in rec.steps():
-            pass
-        return rec.h
+        if torch.is_grad_enabled() and any(a.requires_grad for a in params):
+            return _PackedGRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2, list(step_rows))
+        return _PackedRecurrence(x, h0, list(step_rows), w_ih, w_hh, b_ih, b_hh, fc_in, fc_out).run()
 
 
 class FusedGRU(nn.GRU):
@@ -528,17 +602,23 @@ class FusedGRU(nn.GRU):
         out = h_seq.movedim(0, -2) if self.batch_first else h_seq
         return out, h_seq[-1].reshape(1, m, self.hidden_size)  # output, h_n [1, M, H]
 
-    def packed(self, x: torch.Tensor, step_rows: list[int]) -> torch.Tensor:
+    def packed(self, x: torch.Tensor, step_rows: list[int], fc_in=None, fc_out=None) -> torch.Tensor:
         """h [R, H] for a packed batch x [R, I] with ``step_rows[t]`` sequences at step t (from a zero state).
 
-        CPU: ``packed_gru``; elsewhere ``nn.GRU`` on the same rows as a ``PackedSequence`` (cuDNN).
+        ``fc_in = (w1, b1)``: the GRU reads relu(x w1ᵀ + b1) (x [R, I_0]); ``fc_out = (w2, b2)``: returns
+        h w2ᵀ + b2 [R, A]. CPU: ``packed_gru`` (the layers fused into its chunks); elsewhere those
+        layers around ``nn.GRU`` on the same rows as a ``PackedSequence`` (cuDNN).
         """
-        if x.dim() != 2 or x.shape[-1] != self.input_size:
-            raise ValueError(f"FusedGRU.packed: x must be [rows, {self.input_size}], got {tuple(x.shape)}")
+        width = self.input_size if fc_in is None else fc_in[0].shape[1]
+        if x.dim() != 2 or x.shape[-1] != width:
+            raise ValueError(f"FusedGRU.packed: x must be [rows, {width}], got {tuple(x.shape)}")
         m0 = step_rows[0] if len(step_rows) else 0
         if not self.fused_applies(x.unsqueeze(0)):
+            if fc_in is not None:
+                x = F.relu(F.linear(x.to(fc_in[0].dtype), *fc_in))
             sizes = torch.as_tensor(list(step_rows), dtype=torch.int64)
             out, _ = super().forward(nn.utils.rnn.PackedSequence(x, sizes))
-            return out.data
-        h0 = x.new_zeros(m0, self.hidden_size, dtype=self.weight_hh_l0.dtype)
-        return packed_gru(x, h0, step_rows, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
+            return out.data if fc_out is None else F.linear(out.data, *fc_out)
+        h0 = torch.zeros(m0, self.hidden_size, dtype=self.weight_hh_l0.dtype, device=x.device)
+        return packed_gru(x, h0, step_rows, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
+                          fc_in, fc_out)  # fmt: skip

@@ -21,7 +21,6 @@ the replay sampler's interface.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 class EpisodePacking:
@@ -88,13 +87,16 @@ class EpisodePacking:
         obs [B, T+1, N, O] (any storage dtype), actions [B, T+1, N] → [R_obs, N, O + A + N] in
         ``dtype``; the same values as ``macpo.nn.agent.agent_inputs`` at those timesteps.
         """
-        n = obs.shape[2]
-        o = self.pack_obs(obs).to(dtype)  # [R_obs, N, O]
+        n, o_dim = obs.shape[2], obs.shape[3]
+        out = torch.empty(self.n_obs, n, o_dim + n_actions + n, dtype=dtype, device=obs.device)  # [R_obs, N, O+A+N]
+        out[..., :o_dim] = self.pack_obs(obs)  # written in place (no concatenation: a copy, in any dtype)
         prev = actions.flatten(0, 1)[(self.obs_index - 1).clamp_min(0)].long()  # [R_obs, N]
-        last = F.one_hot(prev, n_actions).to(dtype)  # [R_obs, N, A]
+        last = out[..., o_dim : o_dim + n_actions]  # [R_obs, N, A] last action one-hot
+        last.zero_()
+        last.scatter_(-1, prev[..., None], 1)
         last[self.first_obs] = 0
-        ids = torch.eye(n, device=obs.device, dtype=dtype).expand(o.shape[0], n, n)  # [R_obs, N, N]
-        return torch.cat([o, last, ids], dim=-1)
+        out[..., o_dim + n_actions :] = torch.eye(n, device=obs.device, dtype=dtype)  # agent ids
+        return out
 
     # ---- λ-returns ------------------------------------------------------------------------------
     def td_lambda_targets(self, reward: torch.Tensor, terminated: torch.Tensor, next_values: torch.Tensor,

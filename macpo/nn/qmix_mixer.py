@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from macpo.nn.fast_linear import linear
+
 
 class QMixer(nn.Module):
     """Hypernetworks map the state to non-negative mixing weights (∂Q_tot/∂Q_a ≥ 0)."""
@@ -25,11 +27,17 @@ class QMixer(nn.Module):
         lead, n = agent_qs.shape[:-1], agent_qs.shape[-1]
         qs = agent_qs.reshape(-1, n, 1)  # [BT, N, 1]
         s = state.reshape(qs.shape[0], -1)  # [BT, S]
+        # The four hypernetworks' first layers all read the state: one matmul for them
+        # (reads s once; wider matmuls run faster), split after.
+        firsts = (self.hyper_w1[0], self.hyper_b1, self.hyper_w2[0], self.hyper_b2[0])
+        w = torch.cat([m.weight for m in firsts])  # [H + E + H + E, S]
+        b = torch.cat([m.bias for m in firsts])
+        y = linear(s, w, b)  # [BT, H + E + H + E]
+        a_w1, b1, a_w2, a_b2 = y.split([m.out_features for m in firsts], dim=-1)
         # Broadcast-multiply-and-sum instead of bmm: bmm over tens of thousands of 1×N by N×E
         # products is several times slower on CPU, and the result is the same.
-        w1 = self.hyper_w1(s).abs().view(-1, n, self.embed_dim)  # [BT, N, E]
-        b1 = self.hyper_b1(s)  # [BT, E]
+        w1 = linear(F.relu(a_w1), self.hyper_w1[2].weight, self.hyper_w1[2].bias).abs().view(-1, n, self.embed_dim)
         hidden = F.elu((qs * w1).sum(1) + b1)  # [BT, E]
-        w2 = self.hyper_w2(s).abs()  # [BT, E]
-        b2 = self.hyper_b2(s).squeeze(-1)  # [BT]
+        w2 = linear(F.relu(a_w2), self.hyper_w2[2].weight, self.hyper_w2[2].bias).abs()  # [BT, E]
+        b2 = F.linear(F.relu(a_b2), self.hyper_b2[2].weight, self.hyper_b2[2].bias).squeeze(-1)  # [BT]
         return ((hidden * w2).sum(-1) + b2).view(lead)

@@ -132,12 +132,14 @@ def build_run(cfg: DictConfig, identity: str, run_dir: Path, uri: str, previous_
     """Env, replay, algorithm, logger, callbacks and the Lightning Trainer of one run."""
     from macpo.algos.base import LoopSettings
     from macpo.algos.data_path import make_datamodule
+    from macpo.allocator import keep_freed_memory
     from macpo.callbacks import EnvStepProgressBar, GreedyEvaluation
     from macpo.envs.factory import make_env
 
     device = resolve_device(cfg.device)
     if cfg.torch_threads:
         torch.set_num_threads(int(cfg.torch_threads))
+    keep_freed_memory()  # learner updates reuse their memory instead of page-faulting it in anew
     quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     sampler = hydra.utils.instantiate(cfg.sampler)
