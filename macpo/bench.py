@@ -3,7 +3,8 @@
 Not a test: timings on a shared machine are noisy, so each table reports ratios measured in the
 same process next to absolute numbers. Sections:
   env      predator-prey env steps/s with a random policy, B = 1, 8, 64, 256
-  learner  seconds per QMIX / MAC-PO update at batch 128 (full 200-step episodes, 8 agents)
+  learner  seconds per QMIX / MAC-PO update at batch 128 (full 200-step episodes, 8 agents);
+           ``--bf16`` runs them under bf16 autocast
   weights  MAC-PO weight computation vs n agents (exact, approx) and its share of a learner step at MMM2 size
   smac     SMAC-lite (5m_vs_6m, MMM2, 27m_vs_30m) and, with jaxmarl installed, SMAX (5m_vs_6m,
            27m_vs_30m) env steps/s at B = 1, 8, 64, 256 with a random policy, SMAX/lite ratio, peak RSS
@@ -18,6 +19,7 @@ same process next to absolute numbers. Sections:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -388,6 +390,8 @@ def main(argv=None) -> None:
     p.add_argument("--runs", default=",".join(TRAIN_RUNS), help="train: comma-separated run labels")
     p.add_argument("--variant", action="append", default=[],
                    help="train: also time this code with these overrides (repeatable), e.g. 'trainer.precision=bf16-mixed'")  # noqa: E501
+    p.add_argument("--bf16", action="store_true",
+                   help="learner: time the updates under bf16 autocast, as trainer.precision=bf16-mixed runs them")
     p.add_argument("--train-job", default=None, help=argparse.SUPPRESS)  # internal: one run, JSON out
     args = p.parse_args(argv)
     if args.train_job:
@@ -402,8 +406,11 @@ def main(argv=None) -> None:
     if "env" in sections:
         bench_env(secs)
     if "learner" in sections:
-        bench_learner(reps)
-        bench_learner_played(reps)
+        precision = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+        print(f"learner precision: {'bf16-mixed' if args.bf16 else '32-true'}")
+        with precision:
+            bench_learner(reps)
+            bench_learner_played(reps)
     if "weights" in sections:
         bench_weights(reps * 10)
     if "smac" in sections:
