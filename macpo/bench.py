@@ -33,6 +33,7 @@ import torch
 from macpo.algos.base import LoopSettings
 from macpo.algos.macpo import MACPO
 from macpo.algos.qmix import QMIX
+from macpo.allocator import keep_freed_memory
 from macpo.envs.base import BatchedEnv, EnvInfo
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.replay.samplers.macpo import MacpoSampler
@@ -406,6 +407,7 @@ def main(argv=None) -> None:
     if "env" in sections:
         bench_env(secs)
     if "learner" in sections:
+        keep_freed_memory()  # as a training run does (macpo.runs.lifecycle.build_run)
         precision = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
         print(f"learner precision: {'bf16-mixed' if args.bf16 else '32-true'}")
         with precision:
