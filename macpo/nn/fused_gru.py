@@ -50,6 +50,19 @@ from torch.autograd.function import once_differentiable
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # (g, y, grad_input=out): g·y·(1 − y)
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input  # (g, y, grad_input=out): g·(1 − y²)
 
+
+def _gate_factors(f, r, z, n, gh_n, diff, one, tmp) -> None:
+    """Write ∂h_t/∂(pre-activations) of one GRU step into f [rows, 5, H] (order: _Z, _N_IN, _R, _ZG,
+    _N_HID) from its gates r, z, n, the hidden part of n's pre-activation gh_n and diff = h_{t-1} − n
+    (read first, so it may live in the scratch buffer tmp)."""
+    _sigmoid_backward(diff, z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
+    f[:, _Z].copy_(z)  # ∂h_t/∂h_{t-1} along the direct path
+    torch.sub(one, z, out=tmp)
+    _tanh_backward(tmp, n, grad_input=f[:, _N_IN])  # (1 − z)(1 − n²)
+    torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
+    torch.mul(f[:, _N_IN], gh_n, out=tmp)
+    _sigmoid_backward(tmp, r, grad_input=f[:, _R])
+
 try:  # oneDNN's linear, present in x86 (and oneDNN-enabled ARM) builds of PyTorch
     _onednn_linear = torch.ops.mkldnn._linear_pointwise
     USE_ONEDNN = torch.backends.mkldnn.is_available()
@@ -212,17 +225,9 @@ class _GRUSequence(torch.autograd.Function):
         rec = _Recurrence(x, h0, w_ih, w_hh, b_ih, b_hh)
         t_len, m, hd = rec.t_len, rec.m, rec.hd
         factors = store.take((t_len, m, 5, hd), x)  # [T, M, 5, H] ∂h_t/∂(pre-activations), order above
-        one_minus_z, tmp = x.new_empty(m, hd), x.new_empty(m, hd)
-        one = x.new_ones(())
+        tmp, one = x.new_empty(m, hd), x.new_ones(())
         for t, gh in rec.steps():
-            r, z, n, f = rec.rz[:, :hd], rec.rz[:, hd:], rec.n, factors[t]
-            f[:, _Z].copy_(z)  # ∂h_t/∂h_{t-1} along the direct path
-            torch.sub(one, z, out=one_minus_z)
-            _tanh_backward(one_minus_z, n, grad_input=f[:, _N_IN])  # (1 − z)(1 − n²)
-            torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
-            torch.mul(f[:, _N_IN], gh[:, 2 * hd :], out=tmp)
-            _sigmoid_backward(tmp, r, grad_input=f[:, _R])
-            _sigmoid_backward(rec.diff, z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
+            _gate_factors(factors[t], rec.rz[:, :hd], rec.rz[:, hd:], rec.n, gh[:, 2 * hd :], rec.diff, one, tmp)
         ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.h_seq, factors)
         ctx.store, ctx.h0_shape = store, h0.shape
         return rec.h_seq
@@ -476,14 +481,7 @@ class _PackedGRU(torch.autograd.Function):
             r, z = rz[:, :hd], rz[:, hd:]
             torch.addcmul(gi[:, 2 * hd :], r, gh[:, 2 * hd :], out=n)
             n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
-            f[:, _Z].copy_(z)  # ∂h_t/∂h_{t-1} along the direct path
-            torch.sub(one, z, out=tmp)
-            _tanh_backward(tmp, n, grad_input=f[:, _N_IN])  # (1 − z)(1 − n²)
-            torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
-            torch.mul(f[:, _N_IN], gh[:, 2 * hd :], out=tmp)
-            _sigmoid_backward(tmp, r, grad_input=f[:, _R])
-            torch.sub(hp, n, out=tmp)
-            _sigmoid_backward(tmp, z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
+            _gate_factors(f, r, z, n, gh[:, 2 * hd :], torch.sub(hp, n, out=tmp), one, tmp)
             del gi, gh
             for t in range(c1 - 1, c0 - 1, -1):
                 m, lo = step_rows[t], o[t] - lo_c
