@@ -58,14 +58,21 @@ def masked_mean(x, mask):
     return (x * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def padded_qmix_loss(algo: QMIX, batch, is_weights):
-    """QMIX's loss over the whole padded batch (the reference)."""
+def padded_agent_pass(algo, batch):
+    """The padded batch's fields (transitions: [B, T]) and the online agent's Q [B, T+1, N, A] on every step,
+    with the taken actions' values [B, T, N]."""
     actions, avail, state = batch["actions"], batch["avail_actions"], batch["state"]
     reward, terminated = batch["reward"][:, :-1], batch["terminated"][:, :-1].float()
     mask = batch["filled"][:, :-1].float()
     inputs = agent_inputs(batch["obs"], actions, INFO.n_actions)
     q, _ = algo.agent(inputs)
     chosen = q[:, :-1].gather(-1, actions[:, :-1, :, None]).squeeze(-1)
+    return actions, avail, state, reward, terminated, mask, inputs, q, chosen
+
+
+def padded_qmix_loss(algo: QMIX, batch, is_weights):
+    """QMIX's loss over the whole padded batch (the reference)."""
+    actions, avail, state, reward, terminated, mask, inputs, q, chosen = padded_agent_pass(algo, batch)
     q_tot = algo.mixer(chosen, state[:, :-1])
     with torch.no_grad():
         target_q, _ = algo.target_agent(inputs)
@@ -83,13 +90,8 @@ def padded_wqmix_loss(algo: WQMIX, batch, is_weights):
     """Weighted QMIX / MAC-PO's loss over the whole padded batch (the reference)."""
     from macpo.replay.signals import Signals
 
-    actions, avail, state = batch["actions"], batch["avail_actions"], batch["state"]
+    actions, avail, state, reward, terminated, mask, inputs, q, chosen = padded_agent_pass(algo, batch)
     taken = actions[:, :-1]
-    reward, terminated = batch["reward"][:, :-1], batch["terminated"][:, :-1].float()
-    mask = batch["filled"][:, :-1].float()
-    inputs = agent_inputs(batch["obs"], actions, INFO.n_actions)
-    q, _ = algo.agent(inputs)
-    chosen = q[:, :-1].gather(-1, taken[..., None]).squeeze(-1)
     q_tot = algo.mixer(chosen, state[:, :-1])
     q_star = algo.central.value(algo.central.utilities(inputs)[:, :-1], taken, state[:, :-1])
     with torch.no_grad():
@@ -111,13 +113,8 @@ def padded_qplex_loss(algo: QPLEX, batch, is_weights):
     """QPLEX's loss over the whole padded batch (the reference)."""
     from macpo.replay.signals import Signals
 
-    actions, avail, state = batch["actions"], batch["avail_actions"], batch["state"]
+    actions, avail, state, reward, terminated, mask, inputs, q, chosen = padded_agent_pass(algo, batch)
     taken = actions[:, :-1]
-    reward, terminated = batch["reward"][:, :-1], batch["terminated"][:, :-1].float()
-    mask = batch["filled"][:, :-1].float()
-    inputs = agent_inputs(batch["obs"], actions, INFO.n_actions)
-    q, _ = algo.agent(inputs)
-    chosen = q[:, :-1].gather(-1, taken[..., None]).squeeze(-1)
     q_tot = algo.mixer(chosen, algo.greedy_values(q[:, :-1], avail[:, :-1]), taken, state[:, :-1])
     with torch.no_grad():
         target_q, _ = algo.target_agent(inputs)
