@@ -274,3 +274,23 @@ def test_packed_fallback_path_matches_the_fused_one(monkeypatch):
     fused = gru.packed(x, sizes)
     monkeypatch.setattr(FusedGRU, "fused_applies", lambda self, x: False)
     torch.testing.assert_close(gru.packed(x, sizes), fused, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows_per_chunk", [3, 7, 2048])
+def test_no_grad_agent_walk_equals_the_training_one(rows_per_chunk, monkeypatch):
+    """Target networks walk without keeping h (two chunk buffers in turn): same Q-values, bit for bit,
+    as the walk that keeps every row's h for the backward."""
+    monkeypatch.setattr(fused_gru, "ROWS_PER_CHUNK", rows_per_chunk)
+    from macpo.nn.agent import RNNAgent
+
+    torch.manual_seed(0)
+    agent = RNNAgent(INFO.obs_shape + INFO.n_actions + INFO.n_agents, INFO.n_actions, 16)
+    pk = EpisodePacking(mixed_batch(repeat=3)["filled"])
+    x = torch.randint(0, 2, (pk.n_obs, INFO.n_agents, INFO.obs_shape + INFO.n_actions + INFO.n_agents),
+                      dtype=torch.uint8)  # fmt: skip
+    trained = agent.forward_packed(x, pk.obs_steps)
+    assert trained.requires_grad
+    with torch.no_grad():
+        target = agent.forward_packed(x, pk.obs_steps)
+    assert torch.equal(target, trained.detach())
+

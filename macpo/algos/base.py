@@ -137,7 +137,9 @@ class PackedBatch:
     # [R_obs, N, O+A+N] agent-network inputs (obs ⊕ last action ⊕ id) in the obs' storage dtype
     # (uint8/float16: 4× / 2× smaller than float32); the agents cast them a chunk at a time
     inputs: torch.Tensor
-    state: torch.Tensor  # [R_obs, S] float32
+    # [R_obs, S] in the replay's storage dtype too: the mixers read it through ``data_linear``, which
+    # casts a chunk at a time (a float32 copy is 31 MB at predator-prey size, and autograd kept two)
+    state: torch.Tensor
     avail: torch.Tensor  # [R_obs, N, A] bool
     actions: torch.Tensor  # [R_obs, N] long (the action taken at each observation row)
     tr: torch.Tensor  # [R] observation row of each transition
@@ -155,7 +157,7 @@ class PackedBatch:
             packing=pk,
             steps=pk.obs_steps,
             inputs=pk.agent_inputs(batch["obs"], batch["actions"], n_actions, dtype=storage_dtype(batch["obs"])),
-            state=pk.pack_obs(batch["state"]).float(),
+            state=pk.pack_obs(batch["state"]),
             avail=pk.pack_obs(batch["avail_actions"]).bool(),
             actions=actions,
             tr=pk.trans_in_obs,
@@ -167,7 +169,7 @@ class PackedBatch:
 
     @functools.cached_property
     def state_tr(self) -> torch.Tensor:
-        """The state of each transition row [R, S]: one copy that every mixer reads (and autograd keeps once)."""
+        """The state of each transition row [R, S] (storage dtype): one copy that every mixer reads."""
         return self.state[self.tr]
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:

@@ -75,7 +75,7 @@ class QPLEX(ValueDecomposition):
         tr = ep.tr
         chosen = q.gather(-1, ep.actions[..., None]).squeeze(-1)[tr]  # [R, N]
         max_q = self.greedy_values(q[tr], ep.avail[tr])  # [R, N]
-        q_tot = self.mixer(chosen[None], max_q[None], ep.taken[None], ep.state[tr][None])[0]  # [R]
+        q_tot = self.mixer(chosen[None], max_q[None], ep.taken[None], ep.state[tr].float()[None])[0]  # [R]
         return ValueForward(agent_qs=q, q_tot=q_tot)
 
     def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:
@@ -83,5 +83,6 @@ class QPLEX(ValueDecomposition):
         avail = ep.avail[ep.nxt]  # [R, N, A]
         greedy, target_chosen = self.greedy_target_values(fwd.agent_qs[ep.nxt], target_q, avail)  # [R, N] ×2
         target_max = self.greedy_values(target_q, avail)  # [R, N]
-        target_tot = self.target_mixer(target_chosen[None], target_max[None], greedy[None], ep.state[ep.nxt][None])[0]
+        state = ep.state[ep.nxt].float()  # [R, S]
+        target_tot = self.target_mixer(target_chosen[None], target_max[None], greedy[None], state[None])[0]
         return self.lambda_returns(ep, target_tot)  # [R]

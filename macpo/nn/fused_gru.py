@@ -338,7 +338,7 @@ class _PackedRecurrence:
     chunk at a time, so no network-sized intermediate ([R, H] per layer) is ever written.
     """
 
-    def __init__(self, x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None):
+    def __init__(self, x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None, keep_h=True):
         # compute dtype: bfloat16 under autocast, else the weights' float32; with fc_in, x may be in a
         # storage dtype (uint8/float16 agent inputs), cast one chunk at a time
         cd = x.dtype if fc_in is None else h0.dtype
@@ -356,13 +356,15 @@ class _PackedRecurrence:
         m0 = step_rows[0] if step_rows else 0
         self.h0 = h0.to(cd)  # [m_0, H]
         like = dict(dtype=cd, device=x.device)
-        self.h = torch.empty(x.shape[0], hd, **like)  # [R, H]
+        self.chunks = _packed_chunks(step_rows)
+        # h of every row (the backward reads it), or with fc_out and keep_h=False one chunk's rows, reused
+        # by every chunk (a step reads h_{t-1} before it writes h_t, and a chunk's first step reads the
+        # previous chunk's last rows, at the buffer's end): no-grad target networks hold no [R, H] tensor
+        self.keep_h = keep_h or fc_out is None
+        most = max((self.offsets[c1] - self.offsets[c0] for c0, c1 in self.chunks), default=0)
+        self.h = torch.empty(x.shape[0] if self.keep_h else most, hd, **like)  # [R, H] or [rows of a chunk, H]
         self.q = None if fc_out is None else torch.empty(x.shape[0], self.fc_out[0].shape[0], **like)  # [R, A]
         self.rz, self.n, self.diff = (torch.empty(m0, k * hd, **like) for k in (2, 1, 1))
-
-    def h_prev(self, t: int) -> torch.Tensor:
-        m, o = self.step_rows[t], self.offsets
-        return self.h0[:m] if t == 0 else self.h[o[t - 1] : o[t - 1] + m]
 
     def gru_input(self, lo: int, hi: int) -> torch.Tensor:
         """The GRU's input on rows lo:hi ([rows, H_in]): x itself, or relu(fc_in(x))."""
@@ -372,10 +374,13 @@ class _PackedRecurrence:
         """Runs the recurrence; yields (t, m_t, gh [m_t, 3H]) after each step (r, z in ``rz[:m]``, n in
         ``n[:m]``, h_{t-1} − n in ``diff[:m]``), so the caller can derive the backward factors."""
         hd, o = self.hd, self.offsets
-        for c0, c1 in _packed_chunks(self.step_rows):
+        h_before = self.h0  # h_{t-1}: its first m_t rows are the step's previous states
+        for c0, c1 in self.chunks:
+            # where this chunk's outputs go: rows o[c0]:o[c1] of h, or the start of a chunk buffer
+            h_out = self.h[o[c0] : o[c1]] if self.keep_h else self.h[: o[c1] - o[c0]]
             gi = _linear(self.gru_input(o[c0], o[c1]), self.w_ih, self.b_ih)  # [rows of the chunk, 3H]
             for t in range(c0, c1):
-                m, h_prev = self.step_rows[t], self.h_prev(t)
+                m, h_prev = self.step_rows[t], h_before[: self.step_rows[t]]
                 gh = _linear(h_prev, self.w_hh, self.b_hh)  # [m, 3H]
                 gi_t, rz, n, diff = gi[o[t] - o[c0] : o[t] - o[c0] + m], self.rz[:m], self.n[:m], self.diff[:m]
                 torch.add(gi_t[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
@@ -383,10 +388,11 @@ class _PackedRecurrence:
                 torch.addcmul(gi_t[:, 2 * hd :], rz[:, :hd], gh[:, 2 * hd :], out=n)
                 n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
                 torch.sub(h_prev, n, out=diff)
-                torch.addcmul(n, rz[:, hd:], diff, out=self.h[o[t] : o[t] + m])  # (1 − z)·n + z·h_{t-1}
+                h_before = h_out[o[t] - o[c0] : o[t] - o[c0] + m]
+                torch.addcmul(n, rz[:, hd:], diff, out=h_before)  # (1 − z)·n + z·h_{t-1}
                 yield t, m, gh
             if self.fc_out is not None:
-                self.q[o[c0] : o[c1]] = _linear(self.h[o[c0] : o[c1]], *self.fc_out)
+                self.q[o[c0] : o[c1]] = _linear(h_out, *self.fc_out)
 
     def run(self) -> torch.Tensor:
         """The whole forward: h [R, H], or q [R, A] with ``fc_out``."""
@@ -549,7 +555,7 @@ def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None
     with torch.autocast(x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(a.requires_grad for a in params):
             return _PackedGRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2, list(step_rows))
-        return _PackedRecurrence(x, h0, list(step_rows), w_ih, w_hh, b_ih, b_hh, fc_in, fc_out).run()
+        return _PackedRecurrence(x, h0, list(step_rows), w_ih, w_hh, b_ih, b_hh, fc_in, fc_out, keep_h=False).run()
 
 
 class FusedGRU(nn.GRU):
