@@ -55,9 +55,14 @@ def pack_bits(x: torch.Tensor) -> torch.Tensor:
 
 
 def unpack_bits(packed: torch.Tensor, d: int, dtype: torch.dtype) -> torch.Tensor:
-    """Inverse of ``pack_bits``: [..., ceil(D/8)] uint8 → 0/1 values [..., D] in ``dtype`` (contiguous)."""
+    """Inverse of ``pack_bits``: [..., ceil(D/8)] uint8 → 0/1 values [..., D] in ``dtype`` (contiguous).
+
+    Each byte is looked up in a [256, 8] table of its bits (one gather: faster than shifting and
+    masking every byte eight times).
+    """
     shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
-    bits = ((packed[..., None] >> shifts) & 1).flatten(-2)  # [..., 8·ceil(D/8)]
+    table = (torch.arange(256, device=packed.device).to(torch.uint8)[:, None] >> shifts) & 1  # [256, 8]
+    bits = table.index_select(0, packed.flatten().int()).view(*packed.shape[:-1], -1)  # [..., 8·ceil(D/8)]
     return bits[..., :d].to(dtype).contiguous()
 
 
@@ -168,29 +173,29 @@ class EpisodeBuffer:
         to the longest; rows past each episode's final observation are zero (``filled`` False).
 
         What the learners read: they pack the real timesteps first and cast only those rows
-        (``macpo.nn.packing``), so no float32 copy of the padded batch is ever made.
+        (``macpo.nn.packing``), so no float32 copy of the padded batch is ever made. The copy is
+        taken of the storage (bits where packed) and unpacked after; rows past an episode's end
+        that were never written read as the kernel's zero page, which takes no memory.
         """
         idx = idx.to(self.device)
         length = self.length[idx]  # [b]
         b = idx.shape[0]
-        t_len = int(length.max().item()) + 1  # longest episode + its final observation
-        t_len = min(max(t_len, 2), self.max_t)
+        shortest, longest = torch.aminmax(length)
+        shortest, longest = (int(v) for v in torch.stack([shortest, longest]).tolist())  # one host sync
+        t_len = min(max(longest + 1, 2), self.max_t)  # longest episode + its final observation
         time = torch.arange(t_len, device=self.device)  # [T'+1]
-        real = time <= length[:, None]  # [b, T'+1]
-        ep_of_row, t_of_row = real.nonzero(as_tuple=True)  # [R] each
-        src_index = idx[ep_of_row] * self.max_t + t_of_row  # [R] into the storage rows
-        dst_index = ep_of_row * t_len + t_of_row  # [R] into the [b·(T'+1)] rows returned
+        after = time > length[:, None]  # [b, T'+1] rows after each episode's final observation
         out = {}
         for name, (shape, dtype) in self.layout.items():
             if name == "filled":
                 out[name] = time < length[:, None]  # [b, T'+1]
                 continue
-            store = self.data[name]
-            x = store.view(-1, *store.shape[2:]).index_select(0, src_index)  # [R, ...] stored form
+            x = self.data[name][idx, :t_len]  # [b, T'+1, ...] a copy, in storage form
             if name in self.packed:
-                x = unpack_bits(x, shape[-1], dtype)  # [R, ..., D]
-            full = torch.zeros(b * t_len, *shape, dtype=dtype, device=self.device)  # [b·(T'+1), ...]
-            out[name] = full.index_copy_(0, dst_index, x).view(b, t_len, *shape)
+                x = unpack_bits(x, shape[-1], dtype)  # [b, T'+1, ..., D]
+            if shortest + 1 < t_len:  # stale or never-written rows: zeros, as the episode left them
+                x.masked_fill_(after.view(b, t_len, *(1,) * len(shape)), 0)
+            out[name] = x
         return out
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
