@@ -173,9 +173,8 @@ class EpisodeBuffer:
         to the longest; rows past each episode's final observation are zero (``filled`` False).
 
         What the learners read: they pack the real timesteps first and cast only those rows
-        (``macpo.nn.packing``), so no float32 copy of the padded batch is ever made. The copy is
-        taken of the storage (bits where packed) and unpacked after; rows past an episode's end
-        that were never written read as the kernel's zero page, which takes no memory.
+        (``macpo.nn.packing``), so no float32 copy of the padded batch is ever made. Only real
+        rows are read from the storage (bits where packed) and unpacked, then laid into zeros.
         """
         idx = idx.to(self.device)
         length = self.length[idx]  # [b]
@@ -184,18 +183,26 @@ class EpisodeBuffer:
         shortest, longest = (int(v) for v in torch.stack([shortest, longest]).tolist())  # one host sync
         t_len = min(max(longest + 1, 2), self.max_t)  # longest episode + its final observation
         time = torch.arange(t_len, device=self.device)  # [T'+1]
-        after = time > length[:, None]  # [b, T'+1] rows after each episode's final observation
+        if shortest + 1 >= t_len:  # no padding: copy the slabs as they are
+            rows = None
+        else:  # only the real rows are read (t = 0 .. L), then laid into zeros
+            ep_of_row, t_of_row = (time <= length[:, None]).nonzero(as_tuple=True)  # [R] each
+            rows = (idx[ep_of_row] * self.max_t + t_of_row, ep_of_row * t_len + t_of_row)  # storage, output
         out = {}
         for name, (shape, dtype) in self.layout.items():
             if name == "filled":
                 out[name] = time < length[:, None]  # [b, T'+1]
                 continue
-            x = self.data[name][idx, :t_len]  # [b, T'+1, ...] a copy, in storage form
+            store = self.data[name]
+            if rows is None:
+                x = store[idx, :t_len]  # [b, T'+1, ...] stored form
+            else:
+                x = store.view(-1, *store.shape[2:]).index_select(0, rows[0])  # [R, ...] stored form
             if name in self.packed:
-                x = unpack_bits(x, shape[-1], dtype)  # [b, T'+1, ..., D]
-            if shortest + 1 < t_len:  # stale or never-written rows: zeros, as the episode left them
-                x.masked_fill_(after.view(b, t_len, *(1,) * len(shape)), 0)
-            out[name] = x
+                x = unpack_bits(x, shape[-1], dtype)
+            if rows is not None:
+                x = torch.zeros(b * t_len, *shape, dtype=dtype, device=self.device).index_copy_(0, rows[1], x)
+            out[name] = x.view(b, t_len, *shape)
         return out
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
