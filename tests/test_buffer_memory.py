@@ -7,7 +7,11 @@ observation) as inserted, zeros after them, trimmed to the longest episode read.
 
 import copy
 import io
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -353,3 +357,60 @@ def test_learner_updates_equal_those_on_the_unpacked_batch(make, game):
         assert torch.equal(metrics[k], ref_metrics[k]), k
     for k in params:
         assert torch.equal(params[k], ref_params[k]), k
+
+
+# ---- resident memory ----------------------------------------------------------------------------
+RESIDENT_SCRIPT = """
+import json, os, torch
+from macpo.allocator import keep_freed_memory
+keep_freed_memory()  # as a training run does: large tensors come from the heap, not fresh mmaps
+from macpo.envs.base import EnvInfo
+from macpo.replay.buffer import EpisodeBuffer
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def vm_flags(address):
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(v, 16) for v in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and line.startswith("VmFlags"):
+            return line.split()[1:]
+    return []
+
+info = EnvInfo(n_agents=4, n_actions=6, obs_shape=512, state_shape=512, episode_limit=255, obs_dtype=torch.float16)
+torch.manual_seed(0)
+batches = []
+for _ in range(8):
+    ep = {"obs": torch.randn(32, 8, 4, 512), "state": torch.randn(32, 8, 512),
+          "avail_actions": torch.ones(32, 8, 4, 6, dtype=torch.bool),
+          "actions": torch.zeros(32, 8, 4, dtype=torch.long),
+          "reward": torch.ones(32, 8), "terminated": torch.zeros(32, 8, dtype=torch.bool),
+          "filled": torch.ones(32, 8, dtype=torch.bool)}
+    ep["filled"][:, -1] = False  # 7 transitions and the final observation
+    batches.append(ep)
+before = rss()
+buffer = EpisodeBuffer(256, info)
+for ep in batches:
+    buffer.insert(ep)
+grown = rss() - before
+row = sum(v[0, 0].numel() * v.element_size() for v in buffer.data.values())
+print(json.dumps({"grown": grown, "reserved": buffer.nbytes_per_episode() * 256, "real": row * 8 * 256,
+                  "flags": vm_flags(buffer.data["obs"].data_ptr() + 65536)}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
+def test_resident_memory_grows_with_the_timesteps_written():
+    """A buffer of short episodes in long slots: the process grows by their rows, not by the slots."""
+    out = subprocess.run([sys.executable, "-c", RESIDENT_SCRIPT], capture_output=True, text=True, check=True,
+                         env=dict(os.environ), timeout=300)  # fmt: skip
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    assert m["reserved"] >= 30 * m["real"]  # 8 of 256 rows per slot
+    assert m["grown"] >= m["real"] / 2  # the measurement sees the rows written...
+    assert m["grown"] <= m["reserved"] / 8  # ...and not the untouched rest of the slots
+    assert "nh" in m["flags"]  # no transparent huge pages: one written row does not make 2 MiB resident

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from macpo.allocator import no_huge_pages
 from macpo.envs.base import EnvInfo
 
 #: version of ``EpisodeBuffer.state_dict``'s layout (1: the full unpacked tensors, before bit packing)
@@ -92,6 +93,7 @@ class EpisodeBuffer:
             if k != "filled":
                 shape = (self.capacity, self.max_t, *self._stored_shape(k))  # [C, T+1, ...]
                 self.data[k] = torch.empty(shape, dtype=self._stored_dtype(k), device=self.device)
+                no_huge_pages(self.data[k])  # else THP=always makes a slab resident on its first write
         self.length = torch.zeros(self.capacity, dtype=torch.long, device=self.device)  # [C] transitions
         self.pos = 0  # next slot to write
         self.n_stored = 0
