@@ -414,3 +414,46 @@ def test_resident_memory_grows_with_the_timesteps_written():
     assert m["grown"] >= m["real"] / 2  # the measurement sees the rows written...
     assert m["grown"] <= m["reserved"] / 8  # ...and not the untouched rest of the slots
     assert "nh" in m["flags"]  # no transparent huge pages: one written row does not make 2 MiB resident
+
+
+def test_a_run_resumes_exactly_from_a_checkpoint_of_the_unpacked_layout(tmp_path, compose_cfg, crash_once_after):
+    """A checkpoint whose replay buffer was saved before bit packing (layout 1) resumes, and the
+    resumed run matches the uninterrupted one."""
+    import macpo.train as train
+    from macpo.checkpointing import LAST_CKPT, SIDECAR, run_checkpoint_dir, sha256_of
+    from macpo.envs.factory import make_env
+    from macpo.run_identity import run_identity
+    from tests.conftest import REPO
+    from tests.test_resume import RESUMABLE, metric_histories, store_uri
+
+    crowded = [*RESUMABLE, "env.grid_size=4", "env.n_agents=4"]  # prey get caught: episodes of mixed lengths
+    whole_uri, resumed_uri = store_uri(tmp_path / "whole" / "m.db"), store_uri(tmp_path / "resumed" / "m.db")
+    train.run(compose_cfg([*crowded, f"logger.tracking_uri={whole_uri}"]))
+    cfg = compose_cfg([*crowded, f"logger.tracking_uri={resumed_uri}"])
+    crash_once_after(1900)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.run(cfg)
+
+    # rewrite the checkpoint's buffer as the unpacked layout held it: full [n, T+1, ...] tensors
+    run_dir = run_checkpoint_dir(cfg, run_identity(cfg), REPO)
+    ckpt = torch.load(run_dir / LAST_CKPT, weights_only=True)
+    state = ckpt["ReplayDataModule"]["buffer"]
+    info = make_env(cfg.env, 1, torch.device("cpu"), seed=0).env_info
+    buffer = EpisodeBuffer(state["capacity"], info)
+    buffer.load_state_dict(state)
+    n, t1 = state["n_stored"], buffer.max_t
+    episodes = buffer.gather(torch.arange(n))
+    data = {}
+    for k, x in episodes.items():
+        data[k] = torch.zeros(n, t1, *x.shape[2:], dtype=x.dtype)
+        data[k][:, : x.shape[1]] = x
+    assert bool((buffer.length[:n] < t1 - 1).any())  # some episodes ended early: there is padding
+    ckpt["ReplayDataModule"]["buffer"] = {"data": data, "pos": state["pos"], "n_stored": n}
+    torch.save(ckpt, run_dir / LAST_CKPT)
+    meta = json.loads((run_dir / SIDECAR).read_text())
+    (run_dir / SIDECAR).write_text(json.dumps(dict(meta, sha256=sha256_of(run_dir / LAST_CKPT))))
+
+    train.run(cfg)  # resumes from the rewritten checkpoint
+    status, after = metric_histories(resumed_uri)
+    assert status == "FINISHED"
+    assert metric_histories(whole_uri)[1] == after

@@ -252,8 +252,8 @@ class EpisodeBuffer:
             self._load_rows(state)
         else:
             raise ValueError(f"the checkpoint's replay buffer has layout {layout!r}; this version of macpo reads "
-                             f"layouts 1 and {STATE_LAYOUT} (resume with the macpo version that wrote it, or "
-                             "start the run afresh)")  # fmt: skip
+                             f"layouts 1 and {STATE_LAYOUT}. Resume with the macpo version that wrote it, or remove "
+                             "the run's last.ckpt to start it afresh")  # fmt: skip
         self.pos, self.n_stored = pos, n
 
     def _load_rows(self, state: dict) -> None:
