@@ -457,3 +457,20 @@ def test_a_run_resumes_exactly_from_a_checkpoint_of_the_unpacked_layout(tmp_path
     status, after = metric_histories(resumed_uri)
     assert status == "FINISHED"
     assert metric_histories(whole_uri)[1] == after
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("info", [PP_INFO, SMAC_INFO], ids=["predator_prey", "smac"])
+def test_cuda_buffer_reads_and_saves_what_the_cpu_buffer_does(info):
+    cpu, cuda = EpisodeBuffer(5, info), EpisodeBuffer(5, info, "cuda")
+    for step, lengths in enumerate(WRAPPING):
+        episodes = random_episodes(info, lengths, seed=step)
+        cpu.insert(episodes)
+        cuda.insert(episodes)
+    idx = torch.tensor([4, 0, 2, 1, 3])
+    on_gpu = cuda.gather(idx.cuda())
+    assert all(x.device.type == "cuda" for x in on_gpu.values())
+    assert_same_batch({k: v.cpu() for k, v in on_gpu.items()}, cpu.gather(idx))
+    restored = EpisodeBuffer(5, info)
+    restored.load_state_dict(saved(cuda.state_dict()))
+    assert_same_batch(restored.gather(idx), cpu.gather(idx))
