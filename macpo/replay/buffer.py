@@ -143,12 +143,8 @@ class EpisodeBuffer:
                              "(filled[:, -1] must be False)")  # fmt: skip
         real = time <= length[:, None]  # [K, t] transitions and the final observation
         ep_of_row, t_of_row = real.nonzero(as_tuple=True)  # [R] each
-        src_index = ep_of_row * t + t_of_row  # [R] into the [K·t] rows of the input
-        rows = {}
-        for name in self.data:
-            x = episodes[name].to(self.device)
-            x = x.reshape(k * t, *x.shape[2:]).index_select(0, src_index)  # [R, ...]
-            rows[name] = self._encode(name, x)
+        rows = {name: self._encode(name, episodes[name].to(self.device)[ep_of_row, t_of_row])  # [R, ...]
+                for name in self.data}  # fmt: skip
         dst_index = slots[ep_of_row] * self.max_t + t_of_row  # [R] into the [C·(T+1)] storage rows
         for name, x in rows.items():
             store = self.data[name]
