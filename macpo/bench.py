@@ -1,4 +1,4 @@
-"""Speed and memory benchmark: ``python -m macpo.bench [--only env,learner,weights,smac,train] [--quick]``.
+"""Speed and memory benchmark: ``python -m macpo.bench [--only env,learner,weights,smac,train,buffer] [--quick]``.
 
 Not a test: timings on a shared machine are noisy, so each table reports ratios measured in the
 same process next to absolute numbers. Sections:
@@ -14,6 +14,9 @@ same process next to absolute numbers. Sections:
            ``--baseline DIR`` runs each configuration also with the macpo package in DIR (e.g. a
            worktree of an older commit), back to back, and prints the speed-up
   learner  also: QMIX / MAC-PO update at MMM2 size on episodes played by a random policy (real length mix)
+  buffer   replay memory: bytes per episode stored vs the unpacked layout (predator-prey, MMM2), the
+           resident growth and checkpoint size of a buffer of MMM2 random-policy episodes, and the
+           CPU time of reading a batch of 128 against indexing an unpacked copy (the previous read)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import resource
 import subprocess
@@ -237,6 +241,112 @@ def bench_learner_played(repeats: int) -> None:
           [["QMIX", q], ["MAC-PO (sampler=macpo)", m]])
 
 
+# ---- replay memory -----------------------------------------------------------------------------
+def rss_mib() -> float:
+    """Resident set size of this process now (Linux ``/proc/self/statm``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def unpacked_bytes_per_episode(info: EnvInfo) -> int:
+    """What one episode took in the unpacked layout (every field at T+1 steps, written in full)."""
+    from macpo.replay.buffer import episode_layout
+
+    per_step = sum(math.prod(shape) * torch.empty(0, dtype=dt).element_size()
+                   for shape, dt in episode_layout(info).values())  # fmt: skip
+    return per_step * (info.episode_limit + 1)
+
+
+def gather_cpu_seconds(buffer, idx: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """CPU seconds per ``buffer.gather(idx)`` and per read of the same episodes from an unpacked copy
+    (indexing full tensors and trimming: the read before bit packing), interleaved."""
+    n = int(idx.max()) + 1
+    full = buffer.gather(torch.arange(n))  # the unpacked copy (trimmed to the longest stored)
+
+    def unpacked_read():
+        t_len = min(max(int(full["filled"][idx].sum(1).max().item()) + 1, 2), buffer.max_t)
+        return {k: v[idx, :t_len] for k, v in full.items()}
+
+    new = old = 0.0
+    for _ in range(repeats):
+        t0 = time.process_time()
+        buffer.gather(idx)
+        t1 = time.process_time()
+        unpacked_read()
+        new, old = new + t1 - t0, old + time.process_time() - t1
+    return new / repeats, old / repeats
+
+
+def bench_buffer(quick: bool, repeats: int) -> None:
+    from macpo.envs.smac import make_smac_env
+    from macpo.replay.buffer import EpisodeBuffer
+    from macpo.rollout import Collector, RandomPolicy
+
+    keep_freed_memory()  # as a training run does: big tensors come from the heap, not mmap
+    pp_info, mmm2 = PredatorPrey(1).env_info, make_smac_env("MMM2", n_envs=8, seed=0)
+    rows = []
+    for label, info in (("predator-prey", pp_info), ("MMM2", mmm2.env_info)):
+        before, now = unpacked_bytes_per_episode(info), EpisodeBuffer(1, info).nbytes_per_episode()
+        rows.append([label, before, now, f"{before / now:.2f}", before * 5000 / 2**20, now * 5000 / 2**20])
+    table("replay storage per episode slot (reserved; written only as far as played)",
+          ["env", "unpacked B", "stored B", "ratio", "unpacked MiB @5000", "stored MiB @5000"], rows)  # fmt: skip
+
+    # MMM2 random-policy episodes: resident growth as they are inserted, checkpoint size
+    n_episodes = 400 if quick else 2000
+    collector = Collector(mmm2)
+    torch.manual_seed(0)
+    collector.run(RandomPolicy(), seed=0)  # warm-up: the collector's own tensors are resident from here on
+    rss0 = rss_mib()
+    buffer = EpisodeBuffer(5000, mmm2.env_info)  # the paper's buffer_size
+    rss1 = rss_mib()
+    played = 0
+    t0 = time.perf_counter()
+    while len(buffer) < n_episodes:
+        episodes, _ = collector.run(RandomPolicy())
+        buffer.insert(episodes)
+        played += int(episodes["filled"].sum())
+        if len(buffer) % 400 == 0:
+            print(f"  {len(buffer)} MMM2 episodes inserted ({time.perf_counter() - t0:.0f} s)", flush=True)
+    rss2 = rss_mib()
+    n = len(buffer)
+    lengths = buffer.length[:n].float()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "buffer.pt")
+        torch.save(buffer.state_dict(), path)
+        ckpt_mib = os.path.getsize(path) / 2**20
+    unpacked_mib = n * unpacked_bytes_per_episode(mmm2.env_info) / 2**20
+    row_bytes = sum(v[0, 0].numel() * v.element_size() for v in buffer.data.values())
+    real_mib = float((lengths + 1).sum()) * row_bytes / 2**20  # rows t = 0 .. L of every episode
+    print(f"\nMMM2: {n} random-policy episodes, length mean {lengths.mean():.1f}, max {lengths.max():.0f} "
+          f"(limit {mmm2.env_info.episode_limit})")  # fmt: skip
+    table("MMM2 replay buffer (buffer_size 5000) after the inserts", ["what", "MiB"], [
+        ["resident growth: creating the buffer", rss1 - rss0],
+        ["resident growth: inserting the episodes", rss2 - rss1],
+        ["their real rows (t = 0 .. L), stored form", real_mib],
+        ["unpacked layout: written by those inserts (full slots)", unpacked_mib],
+        ["checkpoint of the buffer (torch.save of state_dict)", ckpt_mib],
+        ["unpacked layout: checkpoint tensors", unpacked_mib],
+    ])  # fmt: skip
+
+    # reading a batch of 128: CPU time against the unpacked read (same process, interleaved)
+    g = torch.Generator().manual_seed(0)
+    pp_buffer = EpisodeBuffer(256, pp_info)
+    env = PredatorPrey(8, seed=0)
+    pp_collector = Collector(env)
+    while len(pp_buffer) < 256:
+        pp_buffer.insert(pp_collector.run(RandomPolicy())[0])
+    rows = []
+    for label, buf in (("predator-prey (200 steps)", pp_buffer), ("MMM2 (random-policy lengths)", buffer)):
+        idx = torch.randint(0, min(len(buf), 512), (128,), generator=g)
+        new, old = gather_cpu_seconds(buf, idx, repeats * 4)
+        rows.append([label, old * 1e3, new * 1e3, f"{new / old:.2f}"])
+    table("reading a batch of 128 (CPU ms)", ["batch", "unpacked read", "gather (bits, zeroed padding)", "ratio"],
+          rows)  # fmt: skip
+
+
 # ---- end to end -----------------------------------------------------------------------------
 #: label → Hydra overrides; each trains with ``budget=paper`` (8 envs, batch 128, buffer 5000)
 TRAIN_RUNS = {
@@ -417,6 +527,8 @@ def main(argv=None) -> None:
         bench_weights(reps * 10)
     if "smac" in sections:
         bench_smac(secs)
+    if "buffer" in sections:
+        bench_buffer(args.quick, reps)
     if "train" in sections:
         bench_train(args.threads or 1, args.quick, args.baseline, args.variant, args.runs.split(","))
 

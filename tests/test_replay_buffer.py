@@ -1,11 +1,13 @@
 """EpisodeBuffer storage and the ReplayDataModule's in-step sampling."""
 
+import math
+
 import pytest
 import torch
 
 from macpo.envs.base import EnvInfo
 from macpo.envs.predator_prey import PredatorPrey
-from macpo.replay.buffer import EpisodeBuffer
+from macpo.replay.buffer import EpisodeBuffer, episode_layout
 from macpo.replay.datamodule import ReplayDataModule
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector, RandomPolicy
@@ -41,8 +43,11 @@ def test_circular_insert_overwrites_oldest():
 def test_per_field_dtypes_and_read_back_casts():
     buf = EpisodeBuffer(4, INFO)
     assert buf.data["obs"].dtype == torch.uint8
-    assert buf.data["avail_actions"].dtype == torch.bool
+    assert buf.data["avail_actions"].dtype == torch.uint8 and buf.data["avail_actions"].shape[-1] == 1  # 3 bits
     buf.insert(fake_episodes(2, 3, marker=1))
+    gathered = buf.gather(torch.tensor([0, 1]))
+    assert gathered["obs"].dtype == torch.uint8 and gathered["avail_actions"].dtype == torch.bool
+    assert gathered["actions"].dtype == torch.uint8 and gathered["filled"].dtype == torch.bool
     out = buf[torch.tensor([0, 1])]
     assert out["obs"].dtype == torch.float32 and out["actions"].dtype == torch.long
     assert out["obs"][..., 0].eq(1).all()
@@ -57,12 +62,14 @@ def test_read_trims_time_to_longest_episode_plus_final_obs():
 
 
 def test_shorter_batches_clear_stale_tail():
-    buf = EpisodeBuffer(1, INFO)
-    buf.insert(fake_episodes(1, 6, marker=1))
+    buf = EpisodeBuffer(2, INFO)
+    buf.insert(fake_episodes(2, 6, marker=1))
     short = {k: v[:, :3] for k, v in fake_episodes(1, 2, marker=2).items()}
-    buf.insert(short)
-    assert buf.data["filled"][0].sum() == 2
-    assert buf.data["reward"][0, 3:].abs().sum() == 0
+    buf.insert(short)  # slot 0: a 2-step episode where a 6-step one was
+    out = buf.gather(torch.tensor([0, 1]))  # padded to slot 1's 6 steps + final observation
+    assert out["filled"][0].sum() == 2 and out["filled"][1].sum() == 6
+    assert out["reward"][0, :3].eq(2).all() and out["reward"][0, 3:].abs().sum() == 0
+    assert out["obs"][0, 3:].sum() == 0 and out["obs"][1, :, :, 0].eq(1).all()
 
 
 def test_invalid_sizes_are_rejected():
@@ -115,12 +122,14 @@ def test_smac_episodes_stored_in_float16_take_at_most_half_a_float32_layout():
     info = env.env_info
     assert info.obs_dtype == torch.float16
     buf = EpisodeBuffer(2, info)
-    float32_bytes = sum(v[0].numel() * 4 for v in buf.data.values())
+    float32_bytes = sum(math.prod(shape) * 4 for shape, _ in episode_layout(info).values()) * buf.max_t
     assert buf.nbytes_per_episode() <= float32_bytes / 2
-
 
     episodes, _ = Collector(env).run(RandomPolicy())
     back = buf[buf.insert(episodes)]
     t = back["obs"].shape[1]
-    assert (back["obs"] - episodes["obs"][:, :t]).abs().max() < 1e-3
-    assert (back["state"] - episodes["state"][:, :t]).abs().max() < 1e-3
+    # rows t = 0 .. L (transitions and final observation) as played; zeros past them
+    real = torch.arange(t) <= episodes["filled"].sum(1, keepdim=True)  # [B, t]
+    for name in ("obs", "state"):
+        assert (back[name][real] - episodes[name][:, :t][real]).abs().max() < 1e-3
+        assert back[name][~real].abs().sum() == 0

@@ -189,16 +189,10 @@ class DOP(ActorCritic):
     # ---- checkpoint: the recent episodes travel with the networks ---------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        buf = self.recent.buffer
-        checkpoint["dop_recent"] = {"data": {k: v[: buf.n_stored].cpu() for k, v in buf.data.items()},
-                                    "pos": buf.pos, "n_stored": buf.n_stored}  # fmt: skip
+        checkpoint["dop_recent"] = self.recent.buffer.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("dop_recent")
-        if state is None:
-            return
-        buf = self.recent.buffer
-        for k, v in state["data"].items():
-            buf.data[k][: len(v)].copy_(v.to(buf.device))
-        buf.pos, buf.n_stored = state["pos"], state["n_stored"]
+        if state is not None:
+            self.recent.buffer.load_state_dict(state)  # also reads the layout before bit packing

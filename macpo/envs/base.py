@@ -24,6 +24,8 @@ class EnvInfo:
     state_shape: int
     episode_limit: int
     obs_dtype: torch.dtype = torch.float32  # storage dtype for the replay buffer
+    #: observations and state hold only 0 and 1 (e.g. occupancy grids): the replay buffer keeps them as bits
+    binary_obs: bool = False
 
 
 class BatchedEnv(ABC):

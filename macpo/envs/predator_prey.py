@@ -123,6 +123,7 @@ class PredatorPrey(BatchedEnv):
             state_shape=self.grid_size * self.grid_size * N_CHANNELS,
             episode_limit=self.episode_limit,
             obs_dtype=torch.uint8,  # observations are 0/1 occupancy
+            binary_obs=True,  # ... and so is the state: the replay buffer stores both as bits
         )
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -72,22 +72,13 @@ class ReplayDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict:
         if not self.save_buffer:
             return {"buffer": None}
-        return {
-            # slots fill from 0 until the buffer is full, so the first n_stored rows are all there is
-            "buffer": {
-                "data": {k: v[: self.buffer.n_stored] for k, v in self.buffer.data.items()},
-                "pos": self.buffer.pos,
-                "n_stored": self.buffer.n_stored,
-            },
-            "sampler": self.sampler.state_dict(),
-        }
+        # the real timesteps of the stored episodes only, packed fields as bits (``EpisodeBuffer.state_dict``)
+        return {"buffer": self.buffer.state_dict(), "sampler": self.sampler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         buf = state.get("buffer")
         if buf is None:
             return
-        for k, v in buf["data"].items():
-            self.buffer.data[k][: len(v)].copy_(v)
-        self.buffer.pos, self.buffer.n_stored = buf["pos"], buf["n_stored"]
+        self.buffer.load_state_dict(buf)  # also reads the unpacked layout of checkpoints before bit packing
         if "sampler" in state:
             self.sampler.load_state_dict(state["sampler"])
