@@ -41,6 +41,7 @@ run their matmuls and gates in bfloat16 and sum the weight gradients in float32.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,15 @@ def _gate_factors(f, r, z, n, gh_n, diff, one, tmp) -> None:
     torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
     torch.mul(f[:, _N_IN], gh_n, out=tmp)
     _sigmoid_backward(tmp, r, grad_input=f[:, _R])
+
+# oneDNN and PyTorch's ideep layer over it each cache one compiled kernel per matmul shape, 1024
+# apiece by default at ~0.2 MB per shape. Packed SMAC batches change their row counts every update,
+# so a run's memory grew by ~450 MB until the caches filled (MMM2 QMIX updates, 120 of them).
+# With 256 entries an MMM2 update ran as fast (0.33 s) and the process stayed 390 MB smaller.
+# The libraries read these at their first use: set here, before any call, unless the user has.
+ONEDNN_CACHE_CAPACITY = "256"
+for _cache in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+    os.environ.setdefault(_cache, ONEDNN_CACHE_CAPACITY)
 
 try:  # oneDNN's linear, present in x86 (and oneDNN-enabled ARM) builds of PyTorch
     _onednn_linear = torch.ops.mkldnn._linear_pointwise
