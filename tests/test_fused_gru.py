@@ -337,5 +337,5 @@ print(rss() - r0)
     if out.strip() == "skip":
         pytest.skip("this PyTorch build has no oneDNN")
     growth = float(out.strip().splitlines()[-1])
-    # capped at 256 entries each: ~110 MiB; at the libraries' default 1024, ~440 MiB (measured)
+    # capped (128 entries each): ~55 MiB; at the libraries' default 1024: ~440 MiB (measured)
     assert growth < 200, f"1400 matmul shapes grew the process by {growth:.0f} MiB"

@@ -66,10 +66,11 @@ def _gate_factors(f, r, z, n, gh_n, diff, one, tmp) -> None:
 
 # oneDNN and PyTorch's ideep layer over it each cache one compiled kernel per matmul shape, 1024
 # apiece by default at ~0.2 MB per shape. Packed SMAC batches change their row counts every update,
-# so a run's memory grew by ~450 MB until the caches filled (MMM2 QMIX updates, 120 of them).
-# With 256 entries an MMM2 update ran as fast (0.33 s) and the process stayed 390 MB smaller.
+# so a run's memory grew by ~450 MB until the caches filled (MMM2 QMIX updates, 120 of them). An
+# MMM2 update meets ~10 new shapes and ~400 calls; with 128 entries it ran as fast (0.32–0.37 s,
+# as with 256 or 1024) and the process stayed ~450 MB smaller (64 entries: ~5% slower).
 # The libraries read these at their first use: set here, before any call, unless the user has.
-ONEDNN_CACHE_CAPACITY = "256"
+ONEDNN_CACHE_CAPACITY = "128"
 for _cache in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
     os.environ.setdefault(_cache, ONEDNN_CACHE_CAPACITY)
 
