@@ -4,7 +4,7 @@ compute what their written-out layers compute, forward and every gradient, with 
 import pytest
 import torch
 
-from macpo.nn import central_q
+from macpo.nn import fast_linear
 from macpo.nn.central_q import CentralMixer
 
 
@@ -14,7 +14,7 @@ def test_qmix_monotonic_mix_equals_the_written_out_layer(dtype):
     from macpo.nn.qmix_mixer import _MonotonicMix
 
     g = torch.Generator().manual_seed(0)
-    m = 3 * _MonotonicMix.ROWS + 5  # several chunks and a ragged last one
+    m = 3 * fast_linear.ROWS_PER_CHUNK + 5  # several chunks and a ragged last one
     q = torch.randn(m, 4, generator=g).requires_grad_()
     w = torch.randn(m, 4, 6, generator=g).to(dtype)
     w[0, 0, 0] = 0.0  # |·|'s gradient at 0
@@ -32,10 +32,8 @@ def test_qmix_monotonic_mix_equals_the_written_out_layer(dtype):
 def test_data_linear_reads_storage_dtypes_as_their_float_copy(storage):
     """The mixers' state layer on uint8/float16 data = ``linear`` on a float32 copy (forward, gradients;
     several chunks), and under bf16 autocast = F.linear's autocast result."""
-    from macpo.nn import fast_linear
-
     g = torch.Generator().manual_seed(0)
-    rows = 2 * fast_linear.DATA_ROWS_PER_CHUNK + 7
+    rows = 2 * fast_linear.ROWS_PER_CHUNK + 7
     x = (torch.rand(rows, 30, generator=g) < 0.3).to(storage)
     if storage == torch.float16:
         x = x * torch.randn(rows, 30, generator=g).to(storage)
@@ -63,7 +61,7 @@ def written_out(mix: CentralMixer, qs: torch.Tensor, s: torch.Tensor) -> torch.T
 def test_central_mixer_equals_its_written_out_layers(storage, monkeypatch):
     """float64, several chunks and a ragged last one: Q* and the gradients of the utilities and of every
     weight equal autograd's through the layers as written (to float64 rounding)."""
-    monkeypatch.setattr(central_q, "ROWS_PER_CHUNK", 64)
+    monkeypatch.setattr(fast_linear, "ROWS_PER_CHUNK", 64)
     g = torch.Generator().manual_seed(0)
     mix = CentralMixer(4, 12, 16).double()
     m = 3 * 64 + 17

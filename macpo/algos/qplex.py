@@ -75,7 +75,7 @@ class QPLEX(ValueDecomposition):
         tr = ep.tr
         chosen = q.gather(-1, ep.actions[..., None]).squeeze(-1)[tr]  # [R, N]
         max_q = self.greedy_values(q[tr], ep.avail[tr])  # [R, N]
-        q_tot = self.mixer(chosen[None], max_q[None], ep.taken[None], ep.state[tr].float()[None])[0]  # [R]
+        q_tot = self.mixer(chosen[None], max_q[None], ep.taken[None], ep.state_tr.float()[None])[0]  # [R]
         return ValueForward(agent_qs=q, q_tot=q_tot)
 
     def targets(self, ep: PackedBatch, fwd: ValueForward) -> torch.Tensor:

@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from macpo.nn import fast_linear
 from macpo.nn.agent import RNNAgent
 from macpo.nn.fused_gru import _linear, _linear_relu, _mm_into, compute_dtype
-
-ROWS_PER_CHUNK = 2048  # rows of the central mixer a chunk of its forward / backward works on
 
 
 def central_rows(qs, s, ws, cd, acts=None) -> torch.Tensor:
@@ -21,16 +20,16 @@ def central_rows(qs, s, ws, cd, acts=None) -> torch.Tensor:
     writing x1, x2, x3, v into ``acts`` ([M, E] ×4: what the backward reads), or without them
     through one chunk's buffers (the no-grad target network)."""
     w_s, b_s, w_q, w1, b1, w2, b2, w3, b3, w_o, b_o = ws
-    m, e = qs.shape[0], w1.shape[0]
+    m, e, rows = qs.shape[0], w1.shape[0], fast_linear.ROWS_PER_CHUNK
     chunk = acts is None
     if chunk:
-        acts = [torch.empty(min(m, ROWS_PER_CHUNK), e, dtype=cd, device=qs.device) for _ in range(4)]
+        acts = [torch.empty(min(m, rows), e, dtype=cd, device=qs.device) for _ in range(4)]
     q = torch.empty(m, dtype=cd, device=qs.device)  # [M]
-    for i in range(0, m, ROWS_PER_CHUNK):
-        j = min(i + ROWS_PER_CHUNK, m)
+    for i in range(0, m, rows):
+        j = min(i + rows, m)
         x1, x2, x3, v = (a[: j - i] if chunk else a[i:j] for a in acts)
         y = _linear(s[i:j].to(cd), w_s, b_s)  # [c, 2E]: the net's and the value head's first layers
-        x1.copy_(torch.addmm(y[:, :e], qs[i:j].to(cd), w_q.t()).clamp_min_(0.0))
+        torch.addmm(y[:, :e], qs[i:j].to(cd), w_q.t(), out=x1).clamp_min_(0.0)
         torch.clamp_min(y[:, e:], 0.0, out=v)
         x2.copy_(_linear_relu(x1, w1, b1))
         x3.copy_(_linear_relu(x2, w2, b2))
@@ -68,9 +67,9 @@ class _CentralMLP(torch.autograd.Function):
                for w, dt in zip(weights, ctx.param_dtypes)]  # fmt: skip
         dw_s, db_s, dw_q, dw1, db1, dw2, db2, dw3, db3, dw_o, db_o = acc
         dqs = torch.empty(qs.shape, dtype=cd, device=qs.device) if ctx.needs_input_grad[0] else None
-        grad_q = grad_q.to(cd)
-        for i in range(0, m, ROWS_PER_CHUNK):
-            j = min(i + ROWS_PER_CHUNK, m)
+        grad_q, rows = grad_q.to(cd), fast_linear.ROWS_PER_CHUNK
+        for i in range(0, m, rows):
+            j = min(i + rows, m)
             x1, x2, x3, v = (a[i:j] for a in acts)
             g = grad_q[i:j, None]  # [c, 1]
             _mm_into(dw3, g.t(), x3)

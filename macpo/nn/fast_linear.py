@@ -43,8 +43,9 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     return _OneDNNLinear.apply(flat, w, b).view(*lead, w.shape[0])
 
 
-#: rows per chunk of ``data_linear``: the cast chunk stays in cache, the matmul stays large
-DATA_ROWS_PER_CHUNK = 2048
+#: rows per chunk of the mixers' chunked layers (``data_linear``, QMIX's ``_MonotonicMix``, the central
+#: Q*'s ``_CentralMLP``): a chunk's intermediates stay in cache, its matmuls stay large
+ROWS_PER_CHUNK = 2048
 
 
 class _DataLinear(torch.autograd.Function):
@@ -59,8 +60,8 @@ class _DataLinear(torch.autograd.Function):
     def forward(ctx, x, w, b, cd):
         wc, bc = w.to(cd).contiguous(), None if b is None else b.to(cd)
         out = torch.empty(x.shape[0], w.shape[0], dtype=cd, device=x.device)  # [M, N]
-        for i in range(0, x.shape[0], DATA_ROWS_PER_CHUNK):
-            out[i : i + DATA_ROWS_PER_CHUNK] = _linear(x[i : i + DATA_ROWS_PER_CHUNK].to(cd), wc, bc)
+        for i in range(0, x.shape[0], ROWS_PER_CHUNK):
+            out[i : i + ROWS_PER_CHUNK] = _linear(x[i : i + ROWS_PER_CHUNK].to(cd), wc, bc)
         ctx.save_for_backward(x)
         ctx.cd, ctx.w_dtype, ctx.has_bias = cd, w.dtype, b is not None
         return out
@@ -73,8 +74,8 @@ class _DataLinear(torch.autograd.Function):
         dw = None
         if need_w and ctx.cd == torch.float32:  # Σ over chunks of gradᵀ x
             dw = torch.zeros(grad.shape[1], x.shape[1], dtype=ctx.cd, device=x.device)
-            for i in range(0, x.shape[0], DATA_ROWS_PER_CHUNK):
-                _mm_into(dw, grad[i : i + DATA_ROWS_PER_CHUNK].t(), x[i : i + DATA_ROWS_PER_CHUNK].to(ctx.cd))
+            for i in range(0, x.shape[0], ROWS_PER_CHUNK):
+                _mm_into(dw, grad[i : i + ROWS_PER_CHUNK].t(), x[i : i + ROWS_PER_CHUNK].to(ctx.cd))
             dw = dw.to(ctx.w_dtype)
         elif need_w:  # bfloat16: one matmul (a cast copy of x while it runs), as autocast's F.linear does
             dw = (grad.t() @ x.to(ctx.cd)).to(ctx.w_dtype)

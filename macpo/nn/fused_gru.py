@@ -64,6 +64,7 @@ def _gate_factors(f, r, z, n, gh_n, diff, one, tmp) -> None:
     torch.mul(f[:, _N_IN], gh_n, out=tmp)
     _sigmoid_backward(tmp, r, grad_input=f[:, _R])
 
+
 # oneDNN and PyTorch's ideep layer over it each cache one compiled kernel per matmul shape, 1024
 # apiece by default at ~0.2 MB per shape. Packed SMAC batches change their row counts every update,
 # so a run's memory grew by ~450 MB until the caches filled (MMM2 QMIX updates, 120 of them). An

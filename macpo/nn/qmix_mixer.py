@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from macpo.nn import fast_linear
 from macpo.nn.fast_linear import data_linear, linear
 
 
@@ -17,14 +18,12 @@ class _MonotonicMix(torch.autograd.Function):
     chunk of rows at a time, with the same operations (so the same values).
     """
 
-    ROWS = 2048
-
     @staticmethod
     def forward(ctx, q, w, b):
         dtype = torch.promote_types(torch.promote_types(q.dtype, w.dtype), b.dtype)  # as the written-out sum's
         out = torch.empty(b.shape, dtype=dtype, device=b.device)  # [M, E]
-        for i in range(0, q.shape[0], _MonotonicMix.ROWS):
-            j = slice(i, i + _MonotonicMix.ROWS)
+        for i in range(0, q.shape[0], fast_linear.ROWS_PER_CHUNK):
+            j = slice(i, i + fast_linear.ROWS_PER_CHUNK)
             torch.add((q[j, :, None] * w[j].abs()).sum(1), b[j], out=out[j])
         ctx.save_for_backward(q, w)
         ctx.b_dtype = b.dtype
@@ -36,8 +35,8 @@ class _MonotonicMix(torch.autograd.Function):
         need_q, need_w, need_b = ctx.needs_input_grad
         dq = torch.empty_like(q) if need_q else None  # [M, N]
         dw = torch.empty_like(w) if need_w else None  # [M, N, E]
-        for i in range(0, q.shape[0], _MonotonicMix.ROWS):
-            j = slice(i, i + _MonotonicMix.ROWS)
+        for i in range(0, q.shape[0], fast_linear.ROWS_PER_CHUNK):
+            j = slice(i, i + fast_linear.ROWS_PER_CHUNK)
             gj = g[j, None, :]  # [m, 1, E]
             if need_q:
                 dq[j] = (gj * w[j].abs()).sum(-1)

@@ -224,8 +224,7 @@ class EpisodeBuffer:
         concatenated in slot order, in storage form (bits where packed), plus the lengths (on CPU)."""
         n = self.n_stored  # slots fill from 0 until the buffer is full: the first n are all there is
         length = self.length[:n]
-        real = torch.arange(self.max_t, device=self.device) <= length[:, None]  # [n, T+1]
-        rows = real.flatten().nonzero().squeeze(1)  # [R] storage rows of slots 0 .. n-1
+        rows = self._leading_rows(length)  # [R]
         return {
             "layout": STATE_LAYOUT,
             "capacity": self.capacity,
@@ -234,6 +233,11 @@ class EpisodeBuffer:
             "length": length.cpu(),  # [n]
             "rows": {k: v.view(-1, *v.shape[2:]).index_select(0, rows).cpu() for k, v in self.data.items()},
         }
+
+    def _leading_rows(self, length: torch.Tensor) -> torch.Tensor:
+        """Flat storage rows [R] of the real timesteps (t = 0 .. L) of slots 0 .. n-1, given their lengths [n]."""
+        real = torch.arange(self.max_t, device=self.device) <= length[:, None]  # [n, T+1]
+        return real.flatten().nonzero().squeeze(1)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` saved; also reads the unpacked layout of earlier versions."""
@@ -260,8 +264,7 @@ class EpisodeBuffer:
         n = length.shape[0]
         if n != int(state["n_stored"]) or bool((length >= self.max_t).any()):
             raise ValueError("the checkpoint's replay buffer lengths do not fit this env's episode_limit")
-        real = torch.arange(self.max_t, device=self.device) <= length[:, None]  # [n, T+1]
-        rows = real.flatten().nonzero().squeeze(1)  # [R]
+        rows = self._leading_rows(length)  # [R]
         for name, store in self.data.items():
             saved = state["rows"].get(name)
             expected = (rows.shape[0], *store.shape[2:])
