@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import macpo.nn.fused_gru as fused_gru
+from macpo.nn import fast_linear
 from macpo.nn.agent import RNNAgent
 from macpo.nn.fused_gru import FusedGRU, gru_sequence
 
@@ -20,10 +21,10 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.fixture(params=["onednn", "addmm"])
 def matmul_path(request, monkeypatch):
     """Both matmul back-ends: oneDNN (where this PyTorch has it) and plain addmm."""
-    if request.param == "onednn" and not fused_gru.USE_ONEDNN:
+    if request.param == "onednn" and not fast_linear.USE_ONEDNN:
         pytest.skip("this PyTorch build has no oneDNN")
-    monkeypatch.setattr(fused_gru, "USE_ONEDNN", request.param == "onednn")
-    monkeypatch.setattr(fused_gru, "ONEDNN_MIN_ROWS", 1)  # tiny test sizes take the fast path too
+    monkeypatch.setattr(fast_linear, "USE_ONEDNN", request.param == "onednn")
+    monkeypatch.setattr(fast_linear, "ONEDNN_MIN_ROWS", 1)  # tiny test sizes take the fast path too
     return request.param
 
 
@@ -171,18 +172,18 @@ def test_copies_do_not_carry_the_factor_buffer():
 
 
 def test_uses_onednn_on_cpu_float32(monkeypatch):
-    if not fused_gru.USE_ONEDNN:
+    if not fast_linear.USE_ONEDNN:
         pytest.skip("this PyTorch build has no oneDNN")
     calls = []
     real = fused_gru._linear
 
     def counting(x, w, b):
-        calls.append(fused_gru._fast_path(x))
+        calls.append(fast_linear._fast_path(x))
         return real(x, w, b)
 
     monkeypatch.setattr(fused_gru, "_linear", counting)
     _, fused = pair(3, 4)
-    fused(torch.randn(3, fused_gru.ONEDNN_MIN_ROWS, 3))
+    fused(torch.randn(3, fast_linear.ONEDNN_MIN_ROWS, 3))
     assert calls and all(calls)
     calls.clear()
     fused(torch.randn(3, 2, 3))  # a few rows: plain addmm is faster
@@ -303,39 +304,3 @@ def test_faster_than_nn_gru_forward_and_backward():
         times["ref"].append(once(ref))
         times["fused"].append(once(fused))
     assert statistics.median(times["fused"]) < statistics.median(times["ref"])
-
-
-def test_onednn_kernel_caches_are_bounded():
-    """Matmuls of ever new row counts (packed SMAC batches) do not grow the process without bound:
-    importing macpo caps oneDNN's and ideep's per-shape kernel caches (~0.2 MB a shape otherwise)."""
-    code = """
-import ctypes, torch
-import macpo.nn.fused_gru as fg
-if not fg.USE_ONEDNN:
-    print("skip"); raise SystemExit
-libc = ctypes.CDLL("libc.so.6")
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-torch.set_num_threads(1)
-w, b, x = torch.randn(192, 64), torch.randn(192), torch.randn(2000, 64)
-fg._linear(x[:600], w, b)
-libc.malloc_trim(0)
-r0 = rss()
-for m in range(300, 1700):  # 1400 shapes
-    fg._linear(x[:m], w, b)
-libc.malloc_trim(0)
-print(rss() - r0)
-"""
-    import os
-    import subprocess
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        pytest.skip("reads /proc and glibc's malloc_trim")
-    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    if out.strip() == "skip":
-        pytest.skip("this PyTorch build has no oneDNN")
-    growth = float(out.strip().splitlines()[-1])
-    # capped (128 entries each): ~55 MiB; at the libraries' default 1024: ~440 MiB (measured)
-    assert growth < 200, f"1400 matmul shapes grew the process by {growth:.0f} MiB"

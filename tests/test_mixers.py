@@ -103,3 +103,39 @@ def test_central_mixer_under_bf16_autocast():
     for a, b, x in zip(got_grads, ref_grads, exact_grads):
         assert a.dtype == torch.float32
         assert err(a, x) <= max(2 * err(b, x), 2e-2)
+
+
+def test_onednn_kernel_caches_are_bounded():
+    """Matmuls of ever new row counts (packed SMAC batches) do not grow the process without bound:
+    importing macpo.nn.fast_linear caps oneDNN's and ideep's per-shape kernel caches (~0.2 MB a shape otherwise)."""
+    code = """
+import ctypes, torch
+import macpo.nn.fast_linear as fg
+if not fg.USE_ONEDNN:
+    print("skip"); raise SystemExit
+libc = ctypes.CDLL("libc.so.6")
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+torch.set_num_threads(1)
+w, b, x = torch.randn(192, 64), torch.randn(192), torch.randn(2000, 64)
+fg._linear(x[:600], w, b)
+libc.malloc_trim(0)
+r0 = rss()
+for m in range(300, 1700):  # 1400 shapes
+    fg._linear(x[:m], w, b)
+libc.malloc_trim(0)
+print(rss() - r0)
+"""
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc and glibc's malloc_trim")
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    if out.strip() == "skip":
+        pytest.skip("this PyTorch build has no oneDNN")
+    growth = float(out.strip().splitlines()[-1])
+    # capped (128 entries each): ~55 MiB; at the libraries' default 1024: ~440 MiB (measured)
+    assert growth < 200, f"1400 matmul shapes grew the process by {growth:.0f} MiB"

@@ -18,7 +18,7 @@ from macpo.algos.qplex import QPLEX
 from macpo.algos.wqmix import WQMIX
 from macpo.bench import FixedInfoEnv
 from macpo.envs.base import EnvInfo
-from macpo.nn import fused_gru
+from macpo.nn import fast_linear, fused_gru
 from macpo.nn.agent import agent_inputs
 from macpo.nn.fused_gru import FusedGRU
 from macpo.nn.packing import EpisodePacking
@@ -192,7 +192,7 @@ def test_packed_update_equals_padded_at_onednn_sizes(make, reference, monkeypatc
     """20× the batch: the mixers' rows and the GRU chunks exceed ``ONEDNN_MIN_ROWS``, so the fused
     agent's and the mixers' oneDNN matmuls run. They round differently from the padded path's MKL
     matmuls (fc1), so values agree to float32 rounding of their magnitude (targets reach ~75 here)."""
-    assert 20 * sum(LENGTHS) >= fused_gru.ONEDNN_MIN_ROWS
+    assert 20 * sum(LENGTHS) >= fast_linear.ONEDNN_MIN_ROWS
     monkeypatch.setattr(fused_gru, "ROWS_PER_CHUNK", 256)
     torch.manual_seed(0)
     algo = make(FixedInfoEnv(INFO))

@@ -12,7 +12,7 @@ from torch import nn
 
 from macpo.nn import fast_linear
 from macpo.nn.agent import RNNAgent
-from macpo.nn.fused_gru import _linear, _linear_relu, _mm_into, compute_dtype
+from macpo.nn.fast_linear import _linear, _linear_relu, _mm_into, compute_dtype
 
 
 def central_rows(qs, s, ws, cd, acts=None) -> torch.Tensor:

@@ -41,12 +41,13 @@ run their matmuls and gates in bfloat16 and sum the weight gradients in float32.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from macpo.nn.fast_linear import _linear, _linear_add, _linear_relu, _mm_into, compute_dtype
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # (g, y, grad_input=out): g·y·(1 − y)
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input  # (g, y, grad_input=out): g·(1 − y²)
@@ -65,68 +66,12 @@ def _gate_factors(f, r, z, n, gh_n, diff, one, tmp) -> None:
     _sigmoid_backward(tmp, r, grad_input=f[:, _R])
 
 
-# oneDNN and PyTorch's ideep layer over it each cache one compiled kernel per matmul shape, 1024
-# apiece by default at ~0.2 MB per shape. Packed SMAC batches change their row counts every update,
-# so a run's memory grew by ~450 MB until the caches filled (MMM2 QMIX updates, 120 of them). An
-# MMM2 update meets ~10 new shapes and ~400 calls; with 128 entries it ran as fast (0.32–0.37 s,
-# as with 256 or 1024) and the process stayed ~450 MB smaller (64 entries: ~5% slower).
-# The libraries read these at their first use: set here, before any call, unless the user has.
-ONEDNN_CACHE_CAPACITY = "128"
-for _cache in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
-    os.environ.setdefault(_cache, ONEDNN_CACHE_CAPACITY)
-
-try:  # oneDNN's linear, present in x86 (and oneDNN-enabled ARM) builds of PyTorch
-    _onednn_linear = torch.ops.mkldnn._linear_pointwise
-    USE_ONEDNN = torch.backends.mkldnn.is_available()
-except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
-    _onednn_linear, USE_ONEDNN = None, False
-ONEDNN_MIN_ROWS = 128  # below this, oneDNN's per-call overhead outweighs its faster kernel (measured)
-
 ROWS_PER_CHUNK = 2048  # sequences × timesteps per chunk: measured fastest at 1–3k rows for H = 64
 
 # Per-step backward factors, stored [T, M, 5, H] in this block order so that both gate-gradient
 # matrices are contiguous column ranges of a row: blocks 1..3 = ∂(input-side gate pre-activations)
 # in (n, r, z) order, blocks 2..4 = ∂(hidden-side gate pre-activations) in (r, z, n) order.
 _Z, _N_IN, _R, _ZG, _N_HID = range(5)
-
-
-def _native_bf16() -> bool:
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:  # pragma: no cover - older torch
-        return False
-
-
-#: dtypes whose matmuls go through oneDNN (bfloat16 only where the CPU has native bf16 dot products)
-ONEDNN_DTYPES = (torch.float32, torch.bfloat16) if _native_bf16() else (torch.float32,)
-
-
-def _fast_path(x: torch.Tensor) -> bool:
-    """Whether x's matmul goes through oneDNN (``torch.backends.mkldnn.enabled = False`` turns it off)."""
-    return (USE_ONEDNN and x.dtype in ONEDNN_DTYPES and x.device.type == "cpu"
-            and x.shape[0] >= ONEDNN_MIN_ROWS and torch.backends.mkldnn.enabled)  # fmt: skip
-
-
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """bfloat16/float16 where autocast is on for x's device, else x's own dtype."""
-    dev = x.device.type
-    if torch.is_autocast_enabled(dev):
-        return torch.get_autocast_dtype(dev)
-    return x.dtype
-
-
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """x [M, K] (unit column stride) @ wᵀ (w [N, K] contiguous) + b → [M, N]."""
-    if _fast_path(x):
-        return _onednn_linear(x, w, b, "none", [], "")
-    return x @ w.t() if b is None else torch.addmm(b, x, w.t())
-
-
-def _linear_add(x: torch.Tensor, other: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """other [M, N] + x [M, K] @ wᵀ (w [N, K] contiguous) → [M, N]."""
-    if _fast_path(x):
-        return _onednn_linear.binary(x, other, w, None, "add")
-    return torch.addmm(other, x, w.t())
 
 
 def _chunks(t_len: int, m: int) -> list[tuple[int, int]]:
@@ -325,21 +270,6 @@ def _packed_chunks(step_rows: list[int]) -> list[tuple[int, int]]:
     if c0 < len(step_rows):
         chunks.append((c0, len(step_rows)))
     return chunks
-
-
-def _mm_into(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """acc += a @ b, with acc float32 whatever the operands' precision (weight-gradient sums)."""
-    if a.dtype == acc.dtype:
-        acc.addmm_(a, b)
-    else:
-        acc += (a @ b).to(acc.dtype)
-
-
-def _linear_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """relu(x @ wᵀ + b) → [M, N] (oneDNN fuses the ReLU into its matmul)."""
-    if _fast_path(x):
-        return _onednn_linear(x, w, b, "relu", [], "")
-    return torch.addmm(b, x, w.t()).relu_()
 
 
 class _PackedRecurrence:
