@@ -37,6 +37,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.checkpointing import RunCheckpoint, RunLock, remove_resume_files, resumable_checkpoint, run_checkpoint_dir
 from macpo.run_identity import IDENTITY_TAG, run_identity
+from macpo.runs.provenance import CPU_SECONDS_METRIC, CpuClock, provenance_tags
 from macpo.runs.validation import resolve_device, validate
 from macpo.sweeps import job_tags
 from macpo.tracking import ResumableMLFlowLogger, find_run, prepare_store
@@ -96,11 +97,13 @@ def _run_locked(cfg: DictConfig, identity: str, run_dir: Path, uri: str) -> floa
     elif previous_id is not None:
         log.info("restarting unfinished run %s from scratch; steps it holds are not logged again", previous_id)
 
+    clock = CpuClock(previous.data.metrics.get(CPU_SECONDS_METRIC, 0.0) if previous is not None else 0.0)
     parts = build_run(cfg, identity, run_dir, uri, previous_id)  # 6: components, logger, checkpoints
     try:
         parts.trainer.fit(parts.algo, datamodule=parts.replay, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:  # 7: KILLED
         signum = parts.checkpoints.interrupted_by or signal.SIGTERM
+        log_cpu_seconds(parts, clock)
         if parts.logger:
             parts.logger.experiment.set_terminated(parts.logger.run_id, "KILLED")
         log.warning("interrupted by signal %d; run the same command again to resume from %s",
@@ -108,6 +111,7 @@ def _run_locked(cfg: DictConfig, identity: str, run_dir: Path, uri: str) -> floa
         parts.checkpoints.pass_on_deferred_signal()  # e.g. submitit requeues the job on its time limit
         raise SystemExit(128 + int(signum)) from None
     except Exception as error:  # 7: FAILED (Lightning has set the status; say why)
+        log_cpu_seconds(parts, clock)
         if parts.logger:
             parts.logger.experiment.set_tag(parts.logger.run_id, FAILURE_TAG, " ".join(str(error).split())[:5000])
         if isinstance(error, NonFiniteUpdateError):
@@ -115,8 +119,16 @@ def _run_locked(cfg: DictConfig, identity: str, run_dir: Path, uri: str) -> floa
             log.error("run %s FAILED: %s. Last good checkpoint: %s", identity, error,
                       kept if kept.exists() else "none (a rerun starts from scratch)")  # fmt: skip
         raise
+    log_cpu_seconds(parts, clock)
     parts.checkpoints.finish(parts.trainer, keep_final=bool(cfg.checkpoint.keep_final))  # 7: FINISHED
     return float(parts.algo.last_test.get("test/return_mean", float("nan")))
+
+
+def log_cpu_seconds(parts: RunParts, clock: CpuClock) -> None:
+    """The run's CPU-seconds so far (all segments), logged at the env step it reached."""
+    if parts.logger:
+        parts.logger.experiment.log_metric(parts.logger.run_id, CPU_SECONDS_METRIC, clock.total(),
+                                           step=int(parts.algo.env_steps))  # fmt: skip
 
 
 @dataclass
@@ -198,6 +210,7 @@ def run_tags(cfg: DictConfig, identity: str | None = None) -> dict[str, str]:
     if identity is not None:
         tags[IDENTITY_TAG] = identity
     tags.update(job_tags())  # budget and grid cell, when launched by Hydra
+    tags.update(provenance_tags())  # commit and machine: what produced the numbers
     return tags
 
 
