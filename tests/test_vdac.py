@@ -6,10 +6,11 @@ import torch
 from macpo.algos.base import LoopSettings
 from macpo.algos.vdac import VDAC
 from macpo.envs.predator_prey import PredatorPrey
-from macpo.nn.vdac import split_actor_critic, vdac_advantages
+from macpo.nn.vdac import split_actor_critic
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
+from tests.padded_reference import vdac_advantages
 from tests.test_td_lambda import brute_force_lambda_return
 
 
