@@ -18,8 +18,9 @@ from macpo.algos.qplex import QPLEX
 from macpo.algos.wqmix import WQMIX
 from macpo.bench import FixedInfoEnv
 from macpo.envs.base import EnvInfo
-from macpo.nn import fast_linear, fused_gru
 from macpo.nn.fused_gru import FusedGRU
+from macpo.nn.kernels import gru as fused_gru
+from macpo.nn.kernels import matmul as fast_linear
 from macpo.nn.packing import EpisodePacking
 from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.uniform import UniformSampler

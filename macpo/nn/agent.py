@@ -33,10 +33,11 @@ def agent_inputs(obs: torch.Tensor, last_actions: torch.Tensor, n_actions: int,
 class RNNAgent(nn.Module):
     """fc → ReLU → GRU → fc: Q-values of one agent's actions from its observation history.
 
-    One ``FusedGRU`` call runs the whole time axis (an ``nn.GRU`` with a hand-written backward on
-    CPU, ``macpo.nn.fused_gru``), which is what makes a learner update fast; acting feeds sequences
-    of length 1 with a carried hidden state. The GRU reads its input time-major through a transposed
-    view (no copy); its parameters and ``state_dict`` are ``nn.GRU``'s.
+    Learner updates call ``forward_packed`` on a packed batch: the GRU kernel walks it with fc1 and
+    fc2 fused in (``macpo.nn.kernels.gru``), which is what makes an update fast. Acting calls
+    ``forward`` on one step of every env with a carried hidden state. The GRU is a ``FusedGRU``
+    (``nn.GRU``'s parameters and ``state_dict``); with ``nn.kernels=torch`` both run ``nn.Linear``
+    and ``nn.GRU`` layers.
     """
 
     def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64, q_clamp: tuple | None = None):
