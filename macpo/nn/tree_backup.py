@@ -33,7 +33,7 @@ def expected_sarsa_errors(
     transition's next observation (the state after an episode's last transition too, so truncated
     episodes bootstrap).
     """
-    not_term = 1.0 - terminated.float()
+    not_term = 1.0 - terminated.to(q_next_expected.dtype)
     return reward + gamma * not_term * q_next_expected - q_taken
 
 

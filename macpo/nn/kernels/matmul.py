@@ -146,7 +146,8 @@ class _DataLinear(torch.autograd.Function):
             dw = dw.to(ctx.w_dtype)
         elif need_w:  # bfloat16: one matmul (a cast copy of x while it runs), as autocast's F.linear does
             dw = (grad.t() @ x.to(ctx.cd)).to(ctx.w_dtype)
-        db = grad.sum(0, dtype=torch.float32).to(ctx.w_dtype) if need_b and ctx.has_bias else None
+        acc = torch.promote_types(ctx.cd, torch.float32)  # bias sums in float32 or wider
+        db = grad.sum(0, dtype=acc).to(ctx.w_dtype) if need_b and ctx.has_bias else None
         return None, dw, db, None
 
 
