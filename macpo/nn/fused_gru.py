@@ -9,10 +9,11 @@ when ``nn.kernels=torch`` (``macpo.nn.kernels``).
 Two entry points:
 
 - ``packed(x, step_rows)``: a packed batch (learner updates; ``PackedSequence``'s layout);
-- ``forward(x, hx)``: ``nn.GRU``'s, for sequences of equal length (acting: one step of every env
-  with a carried hidden state), with several batch dims allowed, ``x [T, *batch, I]`` with any
-  strides; on the kernel path it is the packed walk with M = Π batch sequences at every step, and
-  ``h_seq`` comes back laid out in memory like ``x``.
+- ``forward(x, hx)``: ``nn.GRU``'s, for sequences of equal length, with several batch dims allowed,
+  ``x [T, *batch, I]`` with any strides; on the kernel path it is the packed walk with M = Π batch
+  sequences at every step, and ``h_seq`` comes back laid out in memory like ``x``. Acting (one step
+  of every env with a carried hidden state, no autograd) runs PyTorch's own GRU cell instead: for
+  a few hundred rows the walk's per-step Python costs more than the step.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 
 from macpo.nn import kernels
 from macpo.nn.kernels.gru import packed_gru
+from macpo.nn.kernels.matmul import compute_dtype
 
 
 def _empty_like_layout(x: torch.Tensor, last: int, dtype: torch.dtype) -> torch.Tensor:
@@ -70,8 +72,13 @@ class FusedGRU(nn.GRU):
                 f"hidden_size) for input {tuple(x.shape)}, got {tuple(hx.shape)}"
             )
         rows = seq.reshape(t_len * m, seq.shape[-1])  # [T·M, I] time-major: M sequences at every step
-        h = packed_gru(rows, hx[0], [m] * t_len, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0,
-                       self.bias_hh_l0)  # fmt: skip  # [T·M, H]
+        weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
+        if t_len == 1 and not torch.is_grad_enabled():  # acting: one step, nothing to differentiate
+            cd = compute_dtype(rows)  # bfloat16 under autocast, as the walk computes
+            with torch.autocast(rows.device.type, enabled=False):
+                h = torch.gru_cell(rows.to(cd), hx[0].to(cd), *(w.to(cd) for w in weights))  # [M, H]
+        else:
+            h = packed_gru(rows, hx[0], [m] * t_len, *weights)  # [T·M, H]
         h_seq = _empty_like_layout(seq, hd, h.dtype)  # [T, *batch, H] laid out like x
         h_seq.copy_(h.view(t_len, *batch, hd))
         out = h_seq.movedim(0, -2) if self.batch_first else h_seq
