@@ -79,8 +79,9 @@ class FusedGRU(nn.GRU):
                 h = torch.gru_cell(rows.to(cd), hx[0].to(cd), *(w.to(cd) for w in weights))  # [M, H]
         else:
             h = packed_gru(rows, hx[0], [m] * t_len, *weights)  # [T·M, H]
-        h_seq = _empty_like_layout(seq, hd, h.dtype)  # [T, *batch, H] laid out like x
-        h_seq.copy_(h.view(t_len, *batch, hd))
+        h_seq = h.view(t_len, *batch, hd)  # [T, *batch, H], time-major
+        if not seq.is_contiguous():  # laid out like x (the agent's transposed [B, T, N, H] view)
+            h_seq = _empty_like_layout(seq, hd, h.dtype).copy_(h_seq)
         out = h_seq.movedim(0, -2) if self.batch_first else h_seq
         return out, h[(t_len - 1) * m :].view(1, m, hd)  # output, h_n [1, M, H]
 
