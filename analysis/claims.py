@@ -111,8 +111,8 @@ CLAIMS: tuple[Claim, ...] = (
     _fig1_margin("3s_vs_5z", 10),
     _fig1_margin("5m_vs_6m", 6),
     _fig1_margin("mmm2", 4),
-    Claim(FIG1_REPLAY, "DisCor has a higher final win rate than PER", "above", "discor", ("per",)),
-    Claim(FIG1_REPLAY, "ReMERN has a higher final win rate than PER", "above", "remern", ("per",)),
+    Claim(FIG1_REPLAY, "DisCor has a higher final win rate than PER", "higher", "discor", ("per",)),
+    Claim(FIG1_REPLAY, "ReMERN has a higher final win rate than PER", "higher", "remern", ("per",)),
     Claim(FIG1_REPLAY, "MAC-PO Approx. is almost identical to MAC-PO", "within 4–10 points", REFERENCE_METHOD,
           ("macpo_approx",), kind="close"),  # fmt: skip
     Claim(FIG2_PREDATOR_PREY, "MAC-PO converges fastest", "fastest (area under the curve)", REFERENCE_METHOD,

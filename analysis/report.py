@@ -313,14 +313,17 @@ def _per_seed_markdown(grid: GridReport) -> str:
     scores = grid.scores
     seeds = sorted({int(s) for s in scores["seed"].dropna()})
     digits = 1 if grid.spec.is_win_rate else 2
-    header = ["method", "task", *(f"seed {s}" for s in seeds), "mean"]
+    cpu_seconds = dict(zip(grid.records["run_id"], pd.to_numeric(grid.records["cpu_seconds"], errors="coerce")))
+    header = ["method", "task", *(f"seed {s}" for s in seeds), "mean", "CPU-hours per run"]
     rows = []
     for task in dict.fromkeys(scores["task"]):
         for method in ordered_methods(scores.loc[scores["task"] == task, "method"]):
             mine = scores[(scores["task"] == task) & (scores["method"] == method)]
             by_seed = dict(zip(mine["seed"].astype(int), mine["final"]))
             cells = [f"{by_seed[s]:.{digits}f}" if s in by_seed else "–" for s in seeds]
-            rows.append([method_label(method), task_label(task), *cells, f"{mine['final'].mean():.{digits}f}"])
+            hours = pd.Series([cpu_seconds.get(run_id) for run_id in mine["run_id"]], dtype=float).dropna() / 3600
+            cost = f"{hours.mean():.2f}" if len(hours) else "unknown"
+            rows.append([method_label(method), task_label(task), *cells, f"{mine['final'].mean():.{digits}f}", cost])
     return tables.markdown_table(header, rows)
 
 

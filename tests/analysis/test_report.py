@@ -157,6 +157,8 @@ def test_page_says_what_is_partial_and_where_the_numbers_came_from(built):
     assert f"≥ {known / 3600:.1f} (3 run(s) without `perf/cpu_seconds`) CPU-hours in all" in text
     b_hours = sum(run.cpu_seconds for run in GRID_B) / 3600
     assert f"{b_hours:.1f} CPU-hours in all" in text
+    assert "| OW-QMIX | predator_prey, p=-0.5 | 6.00 | 7.00 | 8.00 | 7.00 | unknown |" in text  # finals per seed
+    assert f"| QMIX | predator_prey, p=-0.5 | 4.00 | 5.00 | 6.00 | 5.00 | {1800 / 3600:.2f} |" in text
     assert "simulator: lite v3" in text and "Test CPU (2 cores)" in text and "`0123456789`" in text
     assert f"budget: {T_MAX} env steps" in text
     assert "StarCraft-free stand-in" in text and "budget is reduced" in text
