@@ -174,13 +174,10 @@ def read_results(path: str | Path) -> ResultsFile:
         raise ResultsFileError(f"{path}: not a readable results file ({error})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ResultsFileError(f"{path}: not a results file of format {FORMAT} (written by {TOOL})")
-    results = ResultsFile(
-        grid=Grid(**data["grid"]),
-        runs=data["runs"],
-        marl_eval=data["marl_eval"],
-        written_by=list(data["written_by"]),
-        path=path,
-    )
+    try:
+        results = ResultsFile(Grid(**data["grid"]), data["runs"], data["marl_eval"], list(data["written_by"]), path)
+    except (KeyError, TypeError) as error:
+        raise ResultsFileError(f"{path}: a {FORMAT} file without its {error} entry") from None
     if data.get("sha256") != checksum(results):
         raise ResultsFileError(
             f"{path}: checksum mismatch: the file was changed after {TOOL} wrote it (results files are "
