@@ -27,7 +27,7 @@ from analysis import tables
 from analysis.figures import draw_selection
 from analysis.results import TOOL as EXPORT_TOOL
 from analysis.results import ResultsFile, ResultsFileError, read_folder, results_points, run_records
-from analysis.selection import FIGURES, FigureSpec, ordered_methods, select_runs
+from analysis.selection import FIGURES, REFERENCE_METHOD, FigureSpec, ordered_methods, select_runs
 from analysis.style import method_label, task_label
 
 TOOL = "python -m analysis.report"
@@ -304,7 +304,7 @@ def _grid_section(grid: GridReport, page_dir: Path) -> list[str]:
         tables.performance_markdown(grid.performance),
         "MAC-PO's probability of improvement over each method, with its 95% stratified-bootstrap CI:",
         "",
-        tables.improvement_markdown(grid.improvement),
+        tables.improvement_markdown(grid.improvement) if not grid.improvement.empty else _no_improvement(grid),
     ]
     return lines
 
@@ -325,6 +325,12 @@ def _per_seed_markdown(grid: GridReport) -> str:
             cost = f"{hours.mean():.2f}" if len(hours) else "unknown"
             rows.append([method_label(method), task_label(task), *cells, f"{mine['final'].mean():.{digits}f}", cost])
     return tables.markdown_table(header, rows)
+
+
+def _no_improvement(grid: GridReport) -> str:
+    if (grid.scores["method"] == REFERENCE_METHOD).any():
+        return "(no other method to compare MAC-PO with yet)\n"
+    return "(no MAC-PO runs yet)\n"
 
 
 def _missing_cells(grid: GridReport) -> str:
