@@ -9,6 +9,7 @@ improvement and claim measurements as the store itself.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -250,3 +251,15 @@ def test_area_under_the_curve_rewards_getting_there_sooner():
     assert T_MAX // 2 % INTERVAL == 0
     assert scores["final"].tolist() == pytest.approx([8.0 * 0.75, 8.0 * (1 - 0.45)], rel=0.02)
     assert tables.final_scores(pd.DataFrame(rows))["final"].tolist() == pytest.approx([8.0, 8.0])
+
+
+def test_the_committed_page_is_what_make_results_writes(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / "results").is_dir():
+        pytest.skip("no results/ yet")
+    shutil.copytree(repo / "results", tmp_path / "results")
+    monkeypatch.chdir(tmp_path)  # the page names its folder as make results does: results/
+    page = write_page("results/", "docs/results.md", reps=tables.BOOTSTRAP_REPS)
+    assert page.markdown == (repo / "docs" / "results.md").read_text(), "results/ changed: run make results"
+    committed = {path.name for path in (repo / "docs" / "results").glob("*.png")}
+    assert {path.name for path in page.paths if path.suffix == ".png"} == committed
