@@ -10,7 +10,7 @@ DEMO_URI ?= sqlite:///outputs/mlflow.db
 DEMO_FIGURES ?= outputs/figures
 DEMO_EXPORT ?= outputs/marl_eval.json
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast lint bench results clean
 
 # The stamp is rebuilt when pyproject.toml or this file changes. torch goes first and pinned: an
 # unpinned torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
@@ -37,6 +37,13 @@ demo: venv
 	@echo "Figure: $(DEMO_FIGURES)/fig2_predator_prey.png (tables and headlines in $(DEMO_FIGURES)/)"
 	@echo "marl-eval file: $(DEMO_EXPORT)"
 	@echo "MLflow store: $(DEMO_URI) (browse: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI))"
+
+# The results page (docs/results.md, figures in docs/results/) from the grid files in results/ alone:
+# no training, no MLflow store. The files are written by `python -m analysis.results` (see the page).
+RESULTS_DIR ?= results
+RESULTS_PAGE ?= docs/results.md
+results: venv
+	$(PY) -m analysis.report $(RESULTS_DIR)/ --out $(RESULTS_PAGE)
 
 test: venv
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
