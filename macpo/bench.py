@@ -414,8 +414,11 @@ def train_once(overrides: list[str], window: int, out_dir: str) -> dict:
             self.trainer.should_stop = True
 
     base.MarlAlgorithm.on_train_batch_end = on_train_batch_end
-    conf = os.path.abspath(os.path.join(os.path.dirname(macpo.__file__), "..", "conf"))
-    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+    try:
+        from macpo.config.paths import CONF_DIR
+    except ImportError:  # a --baseline checkout older than macpo.config.paths: conf/ beside its package
+        CONF_DIR = os.path.join(os.path.dirname(macpo.__file__), "..", "conf")
+    with initialize_config_dir(config_dir=os.path.abspath(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[
             *overrides, "budget=paper", "device=cpu", "progress_bar=false",
             f"logger.tracking_uri=sqlite:///{out_dir}/mlflow.db", f"checkpoint.dir={out_dir}/checkpoints",

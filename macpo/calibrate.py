@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
-REFERENCE = CONF / "calibration" / "reference.yaml"
+from macpo.config.paths import CONF_DIR
+
+REFERENCE = CONF_DIR / "calibration" / "reference.yaml"
 WIN_RATE = "test/battle_won_mean"
 DEFAULTS = {
     "maps": "3m,8m,2s3z,5m_vs_6m,3s_vs_5z,MMM2",
@@ -61,7 +61,7 @@ def parse_args(argv: list[str]) -> dict:
 def env_configs() -> dict[str, str]:
     """SMAC map name (lower case) → its ``conf/env`` entry name."""
     out = {}
-    for path in sorted((CONF / "env").glob("*.yaml")):
+    for path in sorted((CONF_DIR / "env").glob("*.yaml")):
         cfg = OmegaConf.load(path)
         if "map_name" in cfg:
             out[str(cfg.map_name).lower()] = path.stem
@@ -74,7 +74,7 @@ def resolve_maps(maps: list[str]) -> list[tuple[str, str]]:
     unknown = [m for m in maps if m.lower() not in configs]
     if unknown:
         raise ValueError(f"unknown SMAC maps {unknown}; known: {', '.join(sorted(configs))}")
-    names = {str(OmegaConf.load(CONF / "env" / f"{configs[m.lower()]}.yaml").map_name): m for m in maps}
+    names = {str(OmegaConf.load(CONF_DIR / "env" / f"{configs[m.lower()]}.yaml").map_name): m for m in maps}
     return [(name, configs[name.lower()]) for name in names]
 
 

@@ -28,13 +28,10 @@ import argparse
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
-SWEEPS_DIR = REPO / "sweeps"
-CONF_DIR = REPO / "conf"
+from macpo.config.paths import SWEEPS_DIR
 
 CELL_TAG = "sweep_cell"
 BUDGET_TAG = "budget"

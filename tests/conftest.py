@@ -13,13 +13,14 @@ from hydra import compose, initialize_config_dir
 
 import macpo.config  # noqa: F401 - puts the config schemas in Hydra's ConfigStore (conf/train.yaml names them)
 from macpo.algos.base import MarlAlgorithm
+from macpo.config.paths import CONF_DIR
 
 # One intra-op thread: the suite's tensors are small, and on a shared 2-core machine two OpenMP
 # threads spin against other processes (measured: a GRU forward 20x slower under load).
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+CONF = CONF_DIR
 
 #: a run small enough for tests: a few seconds on one core
 TINY = [

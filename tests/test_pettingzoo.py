@@ -6,7 +6,6 @@ import importlib
 import sys
 import types
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,13 +15,14 @@ from omegaconf import OmegaConf
 from pettingzoo.test import parallel_api_test
 from pettingzoo.utils.env import ParallelEnv
 
+from macpo.config.paths import CONF_DIR
 from macpo.envs.factory import make_env
 from macpo.envs.pettingzoo import ParallelEnvView, PettingZooBatchedEnv, parallel_env
 from macpo.envs.predator_prey import STAY, PredatorPrey
 
 SMALL_PP = {"grid_size": 5, "n_agents": 2, "n_prey": 1, "episode_limit": 25}
 PP_TARGET = "macpo.envs.predator_prey.PredatorPrey"
-ENV_CONF = Path(__file__).resolve().parents[1] / "conf" / "env"
+ENV_CONF = CONF_DIR / "env"
 
 
 def smac_lite_3m(seed=0):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from macpo.config.paths import CONF_DIR
 from macpo.envs.factory import make_env
 from macpo.envs.predator_prey import CATCH, DOWN, LEFT, RIGHT, STAY, UP, PredatorPrey
 
 P = -1.5  # a punishment value for the tests
-ENV_CONF = Path(__file__).resolve().parents[1] / "conf" / "env"
+ENV_CONF = CONF_DIR / "env"
 
 
 def placed(agents, prey, *, grid_size=5, punishment=P, episode_limit=50, n_envs=1, seed=0):

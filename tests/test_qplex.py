@@ -1,7 +1,6 @@
 """QPLEX: the duplex dueling mixer's IGM-consistent advantage sum, and the learner on real batches."""
 
 import itertools
-from pathlib import Path
 
 import hydra
 import pytest
@@ -9,6 +8,7 @@ import torch
 
 from macpo.algos.base import LoopSettings
 from macpo.algos.qplex import QPLEX
+from macpo.config.paths import CONF_DIR
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.qplex_mixer import DuplexDuelingMixer
 from macpo.replay.samplers.macpo import MacpoSampler
@@ -70,7 +70,7 @@ def small_env():
 
 
 def sampler_configs():
-    return sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "sampler").glob("*.yaml") if p.stem != "base")
+    return sorted(p.stem for p in (CONF_DIR / "sampler").glob("*.yaml") if p.stem != "base")
 
 
 @pytest.mark.parametrize("mode", ["reweight", "resample"])

@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from macpo.config.paths import CONF_DIR
 from macpo.replay.samplers import (
     DisCorSampler,
     MacpoApproxSampler,
@@ -22,7 +23,7 @@ from macpo.replay.samplers import (
 )
 from macpo.replay.signals import Signals
 
-CONF_SAMPLER = Path(__file__).resolve().parents[1] / "conf" / "sampler"
+CONF_SAMPLER = CONF_DIR / "sampler"
 
 # ---- a hand-made batch: B=2 episodes, T=3 steps, N=2 agents; episode 1 is padded at t=2 ---------
 MASK = [[1, 1, 1], [1, 1, 0]]

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from macpo.config import ConfigError, check_config
+from macpo.config.paths import CONF_DIR
 from macpo.tracking import StoreError, check_tracking_uri
 
 #: hydra-launcher plugin package -> the command that installs it
@@ -183,7 +184,7 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
 
 def algorithm_classes() -> dict[str, type]:
     """algo config name → class, read from ``conf/algo/*.yaml`` (following their defaults lists)."""
-    conf_dir = Path(__file__).resolve().parents[2] / "conf" / "algo"
+    conf_dir = CONF_DIR / "algo"
 
     def target(name: str) -> str:
         c = OmegaConf.load(conf_dir / f"{name}.yaml")

@@ -12,7 +12,6 @@ Line format: ``t07 A: <action>@(x,y)h<health+shield>c<cooldown s> ... | E: -><ag
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
@@ -55,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     from hydra import compose, initialize_config_dir
 
     from macpo.algos.base import LoopSettings
+    from macpo.config.paths import CONF_DIR
     from macpo.envs.factory import make_env
 
     argv = sys.argv[1:] if argv is None else argv
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(__doc__)
     checkpoint, overrides = argv[0], argv[1:]
     torch.set_num_threads(1)
-    conf_dir = str(Path(__file__).resolve().parents[3] / "conf")
-    with initialize_config_dir(config_dir=conf_dir, version_base=None):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose(config_name="train", overrides=overrides)
     env = make_env(cfg.env, 32, "cpu", seed=cfg.seed + 30_000)
     if not isinstance(env, SmacLiteEnv):
