@@ -37,9 +37,9 @@ import torch
 from macpo.algos.base import LoopSettings
 from macpo.algos.macpo import MACPO
 from macpo.algos.qmix import QMIX
-from macpo.allocator import keep_freed_memory
 from macpo.envs.base import BatchedEnv, EnvInfo
 from macpo.envs.predator_prey import PredatorPrey
+from macpo.memory import keep_freed_memory
 from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.macpo_approx import MacpoApproxSampler
 from macpo.replay.samplers.uniform import UniformSampler
@@ -391,9 +391,14 @@ def train_once(overrides: list[str], window: int, out_dir: str) -> dict:
     from hydra import compose, initialize_config_dir
 
     import macpo
-    from macpo import callbacks, train
+    from macpo import train
     from macpo.algos import base
     from macpo.rollout import Collector
+
+    try:
+        from macpo.runs import callbacks
+    except ImportError:  # a --baseline checkout older than macpo.runs.callbacks
+        from macpo import callbacks
 
     clock = _Clock()
     clock.wrap(Collector, "run", "collection")

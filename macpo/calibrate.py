@@ -101,7 +101,7 @@ def read_points(tracking_uri: str, experiment: str, t_max: int, backend: str) ->
     on the current simulator (``reached``: the run's last logged env step)."""
     from mlflow.tracking import MlflowClient
 
-    from macpo.tracking import resolve_tracking_uri, search_all_runs
+    from macpo.runs.tracking import resolve_tracking_uri, search_all_runs
 
     columns = ["map", "seed", "run_id", "step", "value", "reached"]
     client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))

@@ -20,7 +20,7 @@ from macpo.algos.guard import NonFiniteUpdateError
 from macpo.config import ConfigError, ConfigRejected, compose, composition_error_message  # noqa: F401
 from macpo.config.paths import CONF_DIR
 from macpo.runs import run, validate  # noqa: F401 - the Python API: macpo.train.run(cfg)
-from macpo.tracking import StoreError
+from macpo.runs.tracking import StoreError
 
 # conf/hydra/launcher/{joblib,submitit_local}.yaml share their names with the plugins' schemas,
 # which Hydra then validates them against (what we want) while warning that this matching is

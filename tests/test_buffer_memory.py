@@ -362,7 +362,7 @@ def test_learner_updates_equal_those_on_the_unpacked_batch(make, game):
 # ---- resident memory ----------------------------------------------------------------------------
 RESIDENT_SCRIPT = """
 import json, os, torch
-from macpo.allocator import keep_freed_memory
+from macpo.memory import keep_freed_memory
 keep_freed_memory()  # as a training run does: large tensors come from the heap, not fresh mmaps
 from macpo.envs.base import EnvInfo
 from macpo.replay.buffer import EpisodeBuffer
@@ -420,9 +420,9 @@ def test_a_run_resumes_exactly_from_a_checkpoint_of_the_unpacked_layout(tmp_path
     """A checkpoint whose replay buffer was saved before bit packing (layout 1) resumes, and the
     resumed run matches the uninterrupted one."""
     import macpo.train as train
-    from macpo.checkpointing import LAST_CKPT, SIDECAR, run_checkpoint_dir, sha256_of
     from macpo.envs.factory import make_env
-    from macpo.run_identity import run_identity
+    from macpo.runs.checkpoints import LAST_CKPT, SIDECAR, run_checkpoint_dir, sha256_of
+    from macpo.runs.identity import run_identity
     from tests.conftest import REPO
     from tests.test_resume import RESUMABLE, metric_histories, store_uri
 

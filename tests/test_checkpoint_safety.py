@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient
 import macpo.train as train
 from macpo.algos.base import MarlAlgorithm
 from macpo.algos.guard import NonFiniteUpdateError
-from macpo.checkpointing import LAST_CKPT, SIDECAR, check_checkpoint, run_checkpoint_dir, sha256_of
-from macpo.run_identity import run_identity
+from macpo.runs.checkpoints import LAST_CKPT, SIDECAR, check_checkpoint, run_checkpoint_dir, sha256_of
+from macpo.runs.identity import run_identity
 from tests.conftest import TINY
 from tests.test_resume import assert_continuous, metric_histories, store_uri
 

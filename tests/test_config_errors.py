@@ -13,8 +13,8 @@ import torch
 from omegaconf import MISSING
 
 from macpo.config import ConfigError, compose, schema
+from macpo.runs.tracking import StoreError, check_tracking_uri, probe_server_store
 from macpo.runs.validation import check_launcher, validate
-from macpo.tracking import StoreError, check_tracking_uri, probe_server_store
 from tests.conftest import TINY, run_cli
 
 

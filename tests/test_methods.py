@@ -3,7 +3,7 @@
 import pytest
 
 from analysis.style import FALLBACK_COLOURS, METHOD_COLOURS, method_colour, method_label
-from macpo import sweeps
+from macpo.runs import grids
 from macpo.runs.validation import algorithm_classes
 from macpo.train import validate
 
@@ -31,7 +31,7 @@ def test_method_preset_pairs_the_algorithm_with_its_sampler(compose_cfg, method)
 
 @pytest.mark.parametrize("sweep", ["fig2_predator_prey", "fig2_predator_prey_all", "fig3_smac_marl"])
 def test_marl_comparison_grids_cover_every_paper_method(sweep):
-    methods = sweeps.sweep_params(sweep)["method"].split(",")
+    methods = grids.sweep_params(sweep)["method"].split(",")
     assert sorted(methods) == sorted(PAPER_METHODS)
 
 

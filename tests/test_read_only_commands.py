@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis import figures
-from macpo import sweeps
+from macpo.tools import sweeps
 
 
 @pytest.fixture(params=["missing", "empty-file", "not-mlflow", "folder"])

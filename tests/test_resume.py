@@ -23,7 +23,8 @@ from mlflow.tracking import MlflowClient
 import macpo.runs.lifecycle as lifecycle
 import macpo.train as train
 from macpo.algos.base import MarlAlgorithm
-from macpo.checkpointing import (
+from macpo.replay.samplers.per import PerSampler
+from macpo.runs.checkpoints import (
     LAST_CKPT,
     SIDECAR,
     RunLock,
@@ -31,9 +32,8 @@ from macpo.checkpointing import (
     restore_rng_states,
     run_checkpoint_dir,
 )
-from macpo.replay.samplers.per import PerSampler
-from macpo.run_identity import run_identity
-from macpo.tracking import ResumableMLFlowLogger, prepare_store
+from macpo.runs.identity import run_identity
+from macpo.runs.tracking import ResumableMLFlowLogger, prepare_store
 from tests.conftest import REPO, TINY
 
 #: the tiny run, long enough for two checkpoints and several metric writes

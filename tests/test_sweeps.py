@@ -1,4 +1,4 @@
-"""Named grids (sweeps/), budgets, run identity and ``python -m macpo.sweeps status``."""
+"""Named grids (sweeps/), budgets, run identity and ``python -m macpo.tools.sweeps status``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import pytest
 from hydra.errors import HydraException
 from mlflow.tracking import MlflowClient
 
-from macpo import sweeps
-from macpo.checkpointing import RunLock, run_checkpoint_dir
-from macpo.run_identity import run_identity
-from macpo.tracking import prepare_store
+from macpo.runs import grids
+from macpo.runs.checkpoints import RunLock, run_checkpoint_dir
+from macpo.runs.identity import run_identity
+from macpo.runs.tracking import prepare_store
+from macpo.tools import sweeps
 from macpo.train import validate
 from tests.conftest import REPO, TINY, run_cli
 
@@ -38,17 +39,17 @@ def expected_cells(name: str) -> list[str]:
 
 
 def test_every_paper_grid_is_a_sweep_with_its_name():
-    assert sweeps.sweep_names() == sorted(EXPECTED)
+    assert grids.sweep_names() == sorted(EXPECTED)
     for name in EXPECTED:
-        assert sorted(sweeps.grid_cells(name)) == sorted(expected_cells(name)), name
+        assert sorted(grids.grid_cells(name)) == sorted(expected_cells(name)), name
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_job_of_every_grid_composes_and_validates(compose_cfg, name):
     """Each (env, algo/method, sampler) of a grid composes, names its sweep and passes validation."""
-    params = sweeps.sweep_params(name)
+    params = grids.sweep_params(name)
     seen = set()
-    for job in sweeps.grid_jobs(params):
+    for job in grids.grid_jobs(params):
         job = [o for o in job if not o.startswith("seed=")]
         if tuple(job) in seen:
             continue
@@ -69,7 +70,7 @@ def test_unknown_sweep_names_the_valid_ones(compose_cfg):
         compose_cfg(["sweep=fig4_ablatoin"])
     assert "fig4_ablation" in str(err.value) and "fig1_replay" in str(err.value)
     with pytest.raises(ValueError, match="sweep= one of: .*fig1_replay, .*fig4_ablation"):
-        sweeps.sweep_params("fig4")
+        grids.sweep_params("fig4")
 
 
 def test_plus_sweep_is_refused_not_run_as_one_job(compose_cfg):
@@ -84,7 +85,7 @@ def test_sweep_without_multirun_is_a_config_error():
 
 
 def test_command_line_values_restrict_the_grid():
-    cells = sweeps.grid_cells("fig4_ablation", ["seed=1", "sampler=macpo,macpo_no_joint", "budget=smoke"])
+    cells = grids.grid_cells("fig4_ablation", ["seed=1", "sampler=macpo,macpo_no_joint", "budget=smoke"])
     assert cells == ["env=mmm2 algo=macpo sampler=macpo seed=1", "env=mmm2 algo=macpo sampler=macpo_no_joint seed=1"]
 
 
@@ -132,7 +133,7 @@ def test_status_counts_done_running_interrupted_failed_missing(tmp_path, compose
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(uri)
     experiment_id = prepare_store(uri, "macpo")
-    cells = sweeps.grid_cells("fig4_ablation")
+    cells = grids.grid_cells("fig4_ablation")
     fake_run(client, experiment_id, cells[0], "FINISHED")
     fake_run(client, experiment_id, cells[1], "FAILED")
     fake_run(client, experiment_id, cells[1], "FINISHED")  # a cell shows its best run
@@ -145,7 +146,7 @@ def test_status_counts_done_running_interrupted_failed_missing(tmp_path, compose
     lock = RunLock(run_checkpoint_dir(cfg, "alive", REPO))
     assert lock.acquire(timeout=0)
     try:
-        report, _ = sweeps.sweep_status("fig4_ablation", [f"logger.tracking_uri={uri}"])
+        report, _ = grids.sweep_status("fig4_ablation", [f"logger.tracking_uri={uri}"])
         assert sweeps.main(["status", "fig4_ablation", "budget=smoke", f"logger.tracking_uri={uri}"]) == 0
     finally:
         lock.release()
@@ -186,7 +187,7 @@ def test_grid_runs_tagged_rerun_skips_and_status_shows_done(tmp_path):
     }
     assert {(r.data.tags["sweep"], r.data.tags["budget"]) for r in runs} == {("fig2_predator_prey", "smoke")}
     assert {r.data.tags["algo"] + "/" + r.data.tags["sampler"] for r in runs} == {"qmix/uniform", "macpo/macpo"}
-    status = run_cli(["-m", "macpo.sweeps", "status", *grid])
+    status = run_cli(["-m", "macpo.tools.sweeps", "status", *grid])
     assert status.returncode == 0, status.stderr
     assert "budget=smoke: 2 runs: 2 done, 0 running, 0 interrupted, 0 failed, 0 missing" in status.stdout
 

@@ -1,6 +1,6 @@
 """Checkpoints that let a run resume without loss: where they live, what they hold, when they are taken.
 
-Each run identity (``macpo.run_identity``) owns one folder, ``<root>/<experiment>/<identity>/``:
+Each run identity (``macpo.runs.identity``) owns one folder, ``<root>/<experiment>/<identity>/``:
 
 - ``last.ckpt``  the latest Lightning checkpoint: networks, optimiser, loop state, the algorithm's
   counters (env steps, episodes, updates: the ε and β schedules are functions of them), metrics
@@ -42,7 +42,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from macpo.tracking import resolve_tracking_uri, sqlite_path
+from macpo.runs.tracking import resolve_tracking_uri, sqlite_path
 
 log = logging.getLogger(__name__)
 

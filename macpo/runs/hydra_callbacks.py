@@ -4,7 +4,7 @@ Hydra calls ``on_run_start`` / ``on_multirun_start`` before it makes the run's o
 instantiates the launcher, so a bad config, store or launcher fails here with nothing written.
 A multirun checks the launcher plugin and every job of the grid (each distinct env is built
 once) before the first job starts. The store itself is created by the first run that needs it
-(``macpo.tracking.prepare_store``, under a file lock, so parallel workers do not race on it).
+(``macpo.runs.tracking.prepare_store``, under a file lock, so parallel workers do not race on it).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def grid_job_configs(config: DictConfig):
     from hydra import compose
 
     from macpo.config import ConfigError, composition_error_message
-    from macpo.sweeps import grid_jobs
+    from macpo.runs.grids import grid_jobs
 
     if not str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith("BasicSweeper"):
         yield config, True

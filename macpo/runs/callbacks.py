@@ -8,9 +8,9 @@ import pytorch_lightning as pl
 import torch
 from tqdm.auto import tqdm
 
-from macpo.checkpointing import capture_rng_states, generators_of, restore_rng_states
 from macpo.envs.base import BatchedEnv
 from macpo.rollout import Collector
+from macpo.runs.checkpoints import capture_rng_states, generators_of, restore_rng_states
 
 
 class GreedyEvaluation(pl.Callback):
