@@ -48,7 +48,7 @@ lint: venv
 	$(VENV)/bin/ruff check macpo analysis tests
 
 bench: venv
-	$(PY) -m macpo.bench
+	$(PY) -m macpo.tools.bench
 
 clean:
 	rm -rf outputs/runs outputs/multirun outputs/figures outputs/marl_eval.json

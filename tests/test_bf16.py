@@ -84,8 +84,7 @@ def test_bf16_update_reads_float16_storage():
     """SMAC's replay stores observations and states in float16: the packed update reads them under
     bf16 autocast (nothing concatenates float16 with bfloat16) and matches the float32-stored batch."""
     from macpo.algos.qmix import QMIX
-    from macpo.bench import FixedInfoEnv
-    from macpo.envs.base import EnvInfo
+    from macpo.envs.base import EnvInfo, FixedInfoEnv
     from macpo.replay.samplers.uniform import UniformSampler
 
     info = EnvInfo(n_agents=3, n_actions=5, obs_shape=7, state_shape=9, episode_limit=9)

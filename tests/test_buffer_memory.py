@@ -21,8 +21,7 @@ from macpo.algos.dop import DOP
 from macpo.algos.fop import FOP
 from macpo.algos.macpo import MACPO
 from macpo.algos.qmix import QMIX
-from macpo.bench import FixedInfoEnv
-from macpo.envs.base import EnvInfo
+from macpo.envs.base import EnvInfo, FixedInfoEnv
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.envs.smac import make_smac_env
 from macpo.replay.buffer import STATE_LAYOUT, EpisodeBuffer, episode_layout, pack_bits, unpack_bits

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from macpo import calibrate
 from macpo.envs.smac_lite import SIM_VERSION
+from macpo.tools import calibrate
 
 
 def log_run(client, experiment_id, map_name, seed, curve, sim_version=SIM_VERSION, t_max=1_000_000):

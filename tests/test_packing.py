@@ -16,8 +16,7 @@ from macpo.algos.macpo import MACPO
 from macpo.algos.qmix import QMIX
 from macpo.algos.qplex import QPLEX
 from macpo.algos.wqmix import WQMIX
-from macpo.bench import FixedInfoEnv
-from macpo.envs.base import EnvInfo
+from macpo.envs.base import EnvInfo, FixedInfoEnv
 from macpo.nn import fast_linear, fused_gru
 from macpo.nn.agent import agent_inputs
 from macpo.nn.fused_gru import FusedGRU

@@ -121,7 +121,7 @@ def test_ground_bodies_collide_and_air_units_fly_over_them():
 
 
 def test_trace_lines_show_actions_targets_and_health():
-    from macpo.envs.smac_lite.trace import trace_lines
+    from macpo.tools.smac_lite_trace import trace_lines
 
     env = SmacLiteEnv("3m", n_envs=2, seed=0)
     lines, won = trace_lines(env, lambda obs, avail: torch.where(avail[..., 0], 0, STOP))

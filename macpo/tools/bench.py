@@ -1,4 +1,4 @@
-"""Speed and memory benchmark: ``python -m macpo.bench [--only env,learner,weights,smac,train,buffer] [--quick]``.
+"""Speed and memory benchmark: ``python -m macpo.tools.bench [--only env,learner,weights,smac,train,buffer] [--quick]``.
 
 Not a test: timings on a shared machine are noisy, so each table reports ratios measured in the
 same process next to absolute numbers. Sections:
@@ -34,10 +34,11 @@ import time
 
 import torch
 
+import macpo
 from macpo.algos.base import LoopSettings
 from macpo.algos.macpo import MACPO
 from macpo.algos.qmix import QMIX
-from macpo.envs.base import BatchedEnv, EnvInfo
+from macpo.envs.base import BatchedEnv, EnvInfo, FixedInfoEnv
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.memory import keep_freed_memory
 from macpo.replay.samplers.macpo import MacpoSampler
@@ -80,22 +81,6 @@ def bench_env(seconds: float) -> None:
     base = rows[0][1]
     table("predator-prey (10x10, 8 agents, 8 prey): random policy", ["B", "env steps/s", "× B=1"],
           [[b, s, s / base] for b, s in rows])
-
-
-class FixedInfoEnv(BatchedEnv):
-    """A shape-only env for building learners of a given size (never stepped)."""
-
-    def __init__(self, info: EnvInfo, device="cpu"):
-        self.n_envs, self.device, self._info = 1, torch.device(device), info
-
-    @property
-    def env_info(self) -> EnvInfo:
-        return self._info
-
-    def reset(self, seed=None):
-        raise NotImplementedError
-
-    step = get_obs = get_state = get_avail_actions = reset
 
 
 def fake_batch(info: EnvInfo, b: int, device="cpu") -> dict[str, torch.Tensor]:
@@ -357,105 +342,22 @@ TRAIN_RUNS = {
 }
 #: env steps timed after the replay warm-up (predator-prey: 10 collection rounds of 8 × 200 steps)
 WINDOW_STEPS = {"predator_prey": 16_000, "mmm2": 8_000}
-
-
-class _Clock:
-    """Seconds spent in collection / evaluation / logging while the timing window is open."""
-
-    def __init__(self) -> None:
-        self.open = False
-        self.in_eval = False
-        self.spent = {"collection": 0.0, "evaluation": 0.0, "logging": 0.0}
-
-    def wrap(self, owner, name: str, part: str) -> None:
-        original = getattr(owner, name)
-        clock = self
-
-        def timed(*args, **kwargs):
-            if not clock.open or (part == "collection" and clock.in_eval):
-                return original(*args, **kwargs)
-            clock.in_eval |= part == "evaluation"
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                clock.spent[part] += time.perf_counter() - t0
-                if part == "evaluation":
-                    clock.in_eval = False
-
-        setattr(owner, name, timed)
-
-
-def train_once(overrides: list[str], window: int, out_dir: str) -> dict:
-    """Train one configuration (in this process) for ``window`` env steps after the replay warm-up."""
-    from hydra import compose, initialize_config_dir
-
-    import macpo
-    from macpo import train
-    from macpo.algos import base
-    from macpo.rollout import Collector
-
-    try:
-        from macpo.runs import callbacks
-    except ImportError:  # a --baseline checkout older than macpo.runs.callbacks
-        from macpo import callbacks
-
-    clock = _Clock()
-    clock.wrap(Collector, "run", "collection")
-    clock.wrap(callbacks.GreedyEvaluation, "evaluate", "evaluation")
-    clock.wrap(base.MarlAlgorithm, "flush_logs", "logging")
-    result: dict = {}
-    batch_end = base.MarlAlgorithm.on_train_batch_end
-
-    def on_train_batch_end(self, *args):
-        batch_end(self, *args)
-        c = self.counters
-        if not clock.open and c["updates"] >= 1:  # the first update ran: the window opens
-            clock.open = True
-            result.update(t0=time.perf_counter(), steps0=c["env_steps"], updates0=c["updates"])
-        elif clock.open and c["env_steps"] - result["steps0"] >= window:
-            clock.open = False
-            result.update(t1=time.perf_counter(), steps1=c["env_steps"], updates1=c["updates"])
-            self.trainer.should_stop = True
-
-    base.MarlAlgorithm.on_train_batch_end = on_train_batch_end
-    try:
-        from macpo.config.paths import CONF_DIR
-    except ImportError:  # a --baseline checkout older than macpo.config.paths: conf/ beside its package
-        CONF_DIR = os.path.join(os.path.dirname(macpo.__file__), "..", "conf")
-    with initialize_config_dir(config_dir=os.path.abspath(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            *overrides, "budget=paper", "device=cpu", "progress_bar=false",
-            f"logger.tracking_uri=sqlite:///{out_dir}/mlflow.db", f"checkpoint.dir={out_dir}/checkpoints",
-            "checkpoint.keep_final=false",
-        ])  # fmt: skip
-    train.run(cfg)
-    wall = result["t1"] - result["t0"]
-    steps, updates = result["steps1"] - result["steps0"], result["updates1"] - result["updates0"]
-    shares = {k: v / wall for k, v in clock.spent.items()}
-    shares["update"] = 1.0 - sum(shares.values())  # the rest: sample, loss, backward, optimiser, Lightning
-    return {
-        "env_steps_per_s": steps / wall,
-        "s_per_update": wall * shares["update"] / max(updates, 1),
-        "shares": shares,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "window_steps": steps,
-        "updates": updates,
-    }
+#: what a child process runs for one configuration (it imports no macpo module at its top)
+TRAIN_JOB_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_train.py")
 
 
 def train_in_child(label: str, package_root: str, threads: int, quick: bool, extra: list[str]) -> dict:
-    """``train_once`` in a fresh process whose ``macpo`` comes from ``package_root`` (own peak RSS)."""
+    """``bench_train.train_once`` in a fresh process whose ``macpo`` comes from ``package_root`` (own peak RSS)."""
     env_name = TRAIN_RUNS[label][0].split("=")[1]
     window = WINDOW_STEPS[env_name] // (2 if quick else 1)
     with tempfile.TemporaryDirectory() as out_dir:
         job = {"overrides": [*TRAIN_RUNS[label], f"torch_threads={threads}", *extra], "window": window,
                "out_dir": out_dir}  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.path.abspath(package_root)}
-        # run this file as a script from an empty folder, so `import macpo` finds package_root's
+        # run bench_train.py as a script from an empty folder, so `import macpo` finds package_root's
         code = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
         proc = subprocess.run(
-            [sys.executable, "-c", code, os.path.abspath(__file__), "--train-job", json.dumps(job)],
+            [sys.executable, "-c", code, TRAIN_JOB_SCRIPT, json.dumps(job)],
             cwd=out_dir, env=env, capture_output=True, text=True,
         )  # fmt: skip
         if proc.returncode != 0:
@@ -470,7 +372,7 @@ def load_average() -> str:
 def bench_train(threads: int, quick: bool, baseline: str | None, variants: list[str], labels: list[str]) -> None:
     """Each run with this code (plus each ``variants`` entry: space-separated Hydra overrides, e.g.
     ``trainer.precision=bf16-mixed``) and, with ``baseline``, the package in that folder, back to back."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(macpo.__file__)))  # the folder holding this macpo
     codes = ([("baseline", baseline, [])] if baseline else []) + [("this", here, [])]
     codes += [(f"this {v}", here, v.split()) for v in variants]
     rows, ratio_rows = [], []
@@ -511,12 +413,7 @@ def main(argv=None) -> None:
                    help="train: also time this code with these overrides (repeatable), e.g. 'trainer.precision=bf16-mixed'")  # noqa: E501
     p.add_argument("--bf16", action="store_true",
                    help="learner: time the updates under bf16 autocast, as trainer.precision=bf16-mixed runs them")
-    p.add_argument("--train-job", default=None, help=argparse.SUPPRESS)  # internal: one run, JSON out
     args = p.parse_args(argv)
-    if args.train_job:
-        job = json.loads(args.train_job)
-        print(json.dumps(train_once(job["overrides"], job["window"], job["out_dir"])))
-        return
     if args.threads:
         torch.set_num_threads(args.threads)
     secs, reps = (0.5, 2) if args.quick else (2.0, 5)

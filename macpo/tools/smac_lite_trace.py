@@ -1,6 +1,6 @@
 """Per-step trace of SMAC-lite battles under a policy: what each unit did, where, with what health.
 
-``python -m macpo.envs.smac_lite.trace CHECKPOINT [env=5m_vs_6m] [algo=qmix sampler=uniform ...]``
+``python -m macpo.tools.smac_lite_trace CHECKPOINT [env=5m_vs_6m] [algo=qmix sampler=uniform ...]``
 replays a training checkpoint's greedy policy (``last.ckpt`` / ``final.ckpt`` of a run; the
 overrides are the run's ``macpo.train`` overrides) on 32 battles, prints battle 0 step by step and
 the win rate. This is how the exploit behind sim_version 3 was found (docs/smac_lite.md).

@@ -1,4 +1,4 @@
-"""Calibrate SMAC-lite against the real game: ``python -m macpo.calibrate [key=value ...]``.
+"""Calibrate SMAC-lite against the real game: ``python -m macpo.tools.calibrate [key=value ...]``.
 
 Trains QMIX with the paper's hyperparameters on each map (one ``python -m macpo.train`` run at
 a time, 1 torch thread, logged to MLflow like every run, so a killed calibration resumes: a
@@ -224,4 +224,4 @@ if __name__ == "__main__":
     try:
         main()
     except ValueError as error:
-        sys.exit(f"macpo.calibrate: {error}")
+        sys.exit(f"macpo.tools.calibrate: {error}")
