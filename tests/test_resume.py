@@ -247,9 +247,8 @@ def test_sigkill_mid_training_then_rerun_continues_the_same_run(tmp_path):
     with open(tmp_path / "first.log", "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     sidecars = list((tmp_path / "checkpoints" / "macpo").glob(f"*/{SIDECAR}"))
-    deadline = time.monotonic() + 300
     killed_after = None
-    while time.monotonic() < deadline and proc.poll() is None:
+    while proc.poll() is None:  # until it logs past a checkpoint (then killed), or ends by itself at t_max
         time.sleep(0.2)
         sidecars = sidecars or list((tmp_path / "checkpoints" / "macpo").glob(f"*/{SIDECAR}"))
         if not sidecars:

@@ -1,11 +1,12 @@
-"""Speed and memory benchmark: ``python -m macpo.tools.bench [--only env,learner,weights,smac,train,buffer] [--quick]``.
+"""Speed and memory benchmark: ``python -m macpo.tools.bench [--only SECTION,...] [--quick]``.
 
 Not a test: timings on a shared machine are noisy, so each table reports ratios measured in the
-same process next to absolute numbers. Sections:
+same process next to absolute numbers. Sections (default: env,learner,weights,gru,smac):
   env      predator-prey env steps/s with a random policy, B = 1, 8, 64, 256
   learner  seconds per QMIX / MAC-PO update at batch 128 (full 200-step episodes, 8 agents);
            ``--bf16`` runs them under bf16 autocast
   weights  MAC-PO weight computation vs n agents (exact, approx) and its share of a learner step at MMM2 size
+  gru      the fused GRU against nn.GRU, forward + backward at a learner-like size (256 sequences × 101 steps)
   smac     SMAC-lite (5m_vs_6m, MMM2, 27m_vs_30m) and, with jaxmarl installed, SMAX (5m_vs_6m,
            27m_vs_30m) env steps/s at B = 1, 8, 64, 256 with a random policy, SMAX/lite ratio, peak RSS
   train    end to end: QMIX and MAC-PO on predator-prey and MMM2 with the paper's settings, timed
@@ -27,6 +28,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,6 +166,34 @@ def bench_weights(repeats: int) -> None:
     table("MAC-PO learner step at MMM2 size (10 agents, 180 steps, batch 128)",
           ["learner s / update", "exact weights ms", "weights share of step"],
           [[step, weights_ms, f"{weights_ms / 1e3 / step:.2%}"]])
+
+
+def bench_gru(repeats: int) -> None:
+    """FusedGRU against nn.GRU (same weights): forward and backward of 256 sequences × 101 steps × 64
+    units, timed interleaved in one process (medians), so load from other processes hits both alike."""
+    from torch import nn
+
+    from macpo.nn.fused_gru import FusedGRU
+
+    torch.manual_seed(13)
+    ref, fused = nn.GRU(64, 64), FusedGRU(64, 64)
+    fused.load_state_dict(ref.state_dict())
+    x, w = torch.randn(101, 256, 64, requires_grad=True), torch.randn(101, 256, 64)
+
+    def once(gru) -> float:
+        t0 = time.perf_counter()
+        out, _ = gru(x)
+        (out * w).sum().backward()
+        return time.perf_counter() - t0
+
+    once(ref), once(fused)  # warm-up
+    times: dict[str, list[float]] = {"nn.GRU": [], "FusedGRU": []}
+    for _ in range(repeats):
+        times["nn.GRU"].append(once(ref))
+        times["FusedGRU"].append(once(fused))
+    median = {k: statistics.median(v) for k, v in times.items()}
+    table(f"GRU forward + backward, 101 steps × 256 sequences × 64 units (median of {repeats}, interleaved)",
+          ["layer", "ms", "speed-up vs nn.GRU"], [[k, v * 1e3, median["nn.GRU"] / v] for k, v in median.items()])
 
 
 def bench_smac(seconds: float) -> None:
@@ -404,7 +434,7 @@ def bench_train(threads: int, quick: bool, baseline: str | None, variants: list[
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="env,learner,weights,smac", help="comma-separated sections")
+    p.add_argument("--only", default="env,learner,weights,gru,smac", help="comma-separated sections")
     p.add_argument("--quick", action="store_true", help="shorter measurements (noisier)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default; train: 1)")
     p.add_argument("--baseline", default=None, help="train: also time the macpo package in this folder")
@@ -430,6 +460,8 @@ def main(argv=None) -> None:
             bench_learner_played(reps)
     if "weights" in sections:
         bench_weights(reps * 10)
+    if "gru" in sections:
+        bench_gru(reps)
     if "smac" in sections:
         bench_smac(secs)
     if "buffer" in sections:
