@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 #: what a build reads from the checkout (pyproject's packages, their package data, the readme)
 BUILD_INPUTS = ("pyproject.toml", "README.md", "macpo", "analysis", "conf", "sweeps")

@@ -216,7 +216,7 @@ class ResumableMLFlowLogger(MLFlowLogger):
     replays the steps between that checkpoint and the moment it died; the first attempt logged
     those, so the stored curve keeps them and continues after them: strictly increasing steps, no
     duplicate, no gap wider than one log interval (the replayed flushes keep their spacing). On
-    CPU the replayed values equal the dropped ones (``tests/test_resume.py``); on CUDA they may
+    CPU the replayed values equal the dropped ones (``tests/runs/test_resume.py``); on CUDA they may
     differ in the last digits.
     """
 

@@ -1,8 +1,7 @@
 """On CPU, the same seed gives the same logged metrics (wall-clock throughput aside)."""
 
 import macpo.train as train
-from tests.conftest import TINY
-from tests.test_resume import metric_histories, store_uri
+from tests.helpers import TINY, metric_histories, store_uri
 
 SHORT = [*TINY, "t_max=600", "device=cpu", "algo=macpo", "sampler=macpo"]
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.test_analysis import EXPERIMENT, log_store, synthetic_runs
+from tests.helpers import EXPERIMENT, REPO, log_store, synthetic_runs
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "notebooks" / "figures.ipynb"
+NOTEBOOK = REPO / "analysis" / "notebooks" / "figures.ipynb"
 
 
 def test_notebook_has_a_papermill_parameters_cell():

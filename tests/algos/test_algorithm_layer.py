@@ -13,18 +13,13 @@ from macpo.algos.policy import CategoricalPolicy, EpsilonGreedyPolicy, available
 from macpo.algos.qmix import QMIX
 from macpo.algos.value_based import ValueDecomposition
 from macpo.algos.wqmix import WQMIX
-from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.agent import RNNAgent
 from macpo.replay.datamodule import ReplayDataModule
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
 from macpo.train import ConfigError, validate
-from tests.conftest import TINY
-
-
-def small_env(n_envs=4):
-    return PredatorPrey(n_envs, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
+from tests.helpers import TINY, small_env
 
 
 class ToyActorCritic(MarlAlgorithm):

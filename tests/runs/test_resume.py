@@ -34,45 +34,7 @@ from macpo.runs.checkpoints import (
 )
 from macpo.runs.identity import run_identity
 from macpo.runs.tracking import ResumableMLFlowLogger, prepare_store
-from tests.conftest import REPO, TINY
-
-#: the tiny run, long enough for two checkpoints and several metric writes
-RESUMABLE = [*TINY, "t_max=3000", "checkpoint_interval=700", "device=cpu"]
-#: env steps one fit-loop iteration can add (batch_size_run 4 x episode_limit 25): the slack of every interval
-ITERATION_STEPS = 4 * 25
-
-
-def store_uri(path) -> str:
-    return f"sqlite:///{path}"
-
-
-def the_run(uri: str):
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("macpo").experiment_id])
-    assert len(runs) == 1, f"expected one MLflow run, found {len(runs)}"
-    return client, runs[0]
-
-
-def metric_histories(uri: str, skip_prefix: str = "perf/") -> tuple[str, dict[str, list[tuple[int, float]]]]:
-    """Status of the store's only run and, per metric, its (step, value) pairs in logged order."""
-    client, run = the_run(uri)
-    out = {}
-    for key in run.data.metrics:
-        if key.startswith(skip_prefix):
-            continue  # wall-clock throughput
-        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: (m.timestamp, m.step))
-        out[key] = [(m.step, m.value) for m in history]
-    return run.info.status, out
-
-
-def assert_continuous(histories: dict, log_interval: int, test_interval: int, t_max: int) -> None:
-    for key, points in histories.items():
-        steps = [s for s, _ in points]
-        assert steps == sorted(set(steps)), f"{key}: steps not strictly increasing / duplicated: {steps}"
-        interval = test_interval if key.startswith("test/") else log_interval
-        gaps = np.diff(steps)
-        assert (gaps < interval + ITERATION_STEPS).all(), f"{key}: a gap wider than {interval}: {steps}"
-        assert steps[-1] >= t_max, f"{key}: curve ends at {steps[-1]} < t_max={t_max}"
+from tests.helpers import REPO, RESUMABLE, TINY, assert_continuous, metric_histories, store_uri, the_run
 
 
 def signal_after_flush(monkeypatch, signum, at_step):

@@ -5,12 +5,11 @@ import torch
 
 from macpo.algos.base import LoopSettings
 from macpo.algos.vdac import VDAC
-from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.vdac import split_actor_critic, vdac_advantages
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
-from tests.test_td_lambda import brute_force_lambda_return
+from tests.helpers import brute_force_lambda_return, learned_return, small_env
 
 
 @pytest.mark.parametrize("terminated", [True, False])
@@ -54,10 +53,6 @@ def test_split_heads():
 
 
 # ---- the algorithm ------------------------------------------------------------------------------
-def small_env():
-    return PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
-
-
 def test_vdac_is_on_policy_and_refuses_replay_samplers():
     assert VDAC.on_policy
     with pytest.raises(ValueError, match="on-policy"):
@@ -84,8 +79,6 @@ def test_one_update_trains_agent_heads_and_mixer_and_explores_with_the_floor():
 def test_vdac_learns_small_predator_prey(tmp_path):
     """VDAC's greedy test return beats the random policy's by a clear margin at a small seeded budget
     (on-policy updates on 8 episodes at a time, as the public config; 20k env steps)."""
-    from tests.learning_check import learned_return
-
     final, random_return, test = learned_return(
         tmp_path, ["algo=vdac", "budget=demo", "batch_size_run=8", "t_max=20000", "test_interval=2000"]
     )

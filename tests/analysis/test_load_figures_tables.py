@@ -12,14 +12,14 @@ that compare against hand-computed numbers take ``synthetic_store``.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from rliable import metrics as rly_metrics
 
@@ -46,126 +46,12 @@ from analysis.tables import (
     iqm,
     probability_of_improvement,
 )
+from tests.helpers import EXPERIMENT, T_MAX, TEST_INTERVAL, LoggedRun, log_store, synthetic_runs
 
-EXPERIMENT = "macpo"
-T_MAX = 100_000
-TEST_INTERVAL = 10_000
 REPS = 400  # bootstrap resamples: enough for the hand-checkable CIs below, fast on 2 cores
 
 
 # --------------------------------------------------------------------------- the store
-
-
-@dataclass
-class LoggedRun:
-    """What one synthetic run logs: its tags, final MLflow status and metric points."""
-
-    tags: dict[str, str]
-    status: str = "FINISHED"
-    points: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-
-
-def _curve(final: float, seed: int, last_k: int) -> list[tuple[int, float]]:
-    """Evaluations at k*10k env steps (+16*seed, as runs overshoot differently), ramping to
-    `final` by 90% of the budget and flat after: the final-10% mean is exactly `final`."""
-    steps = [0] + [k * TEST_INTERVAL + 16 * seed for k in range(1, last_k + 1)]
-    return [(s, final * min(1.0, s / (0.9 * T_MAX))) for s in steps]
-
-
-def smac_run(sweep, env, algo, sampler, seed, final, *, status="FINISHED", last_k=10) -> LoggedRun:
-    wins = _curve(final, seed, last_k)
-    tags = dict(env=env, algo=algo, sampler=sampler, seed=str(seed), sweep=sweep, t_max=str(T_MAX))
-    return LoggedRun(
-        tags,
-        status,
-        {
-            "test/battle_won_mean": wins,
-            "test/return_mean": [(s, 20 * v) for s, v in wins],
-            "train/return_mean": [(5_000 * k + 8 * seed, float(k)) for k in range(1, 2 * last_k + 1)],
-            "loss": [(5_000 * k, 1.0 / k) for k in range(1, 2 * last_k + 1)],
-        },
-    )
-
-
-def predator_prey_run(sweep, algo, sampler, seed, punishment, final) -> LoggedRun:
-    tags = dict(
-        env="predator_prey_small",
-        algo=algo,
-        sampler=sampler,
-        seed=str(seed),
-        sweep=sweep,
-        t_max=str(T_MAX),
-        punishment=str(float(punishment)),
-    )
-    return LoggedRun(
-        tags,
-        "FINISHED",
-        {
-            "test/return_mean": _curve(final, seed, 10),
-            "train/return_mean": [(5_000 * k + 8 * seed, float(k)) for k in range(1, 21)],
-            "loss": [(5_000 * k, 1.0 / k) for k in range(1, 21)],
-        },
-    )
-
-
-# Final values (win rates as fractions; predator-prey returns). Worked-out numbers are in the
-# table tests; every method x task has two seeds, so a task's IQM is the mean of the two and
-# its 95% bootstrap CI is [lower, higher].
-FINALS = {
-    # figure 1 (sweep fig1_replay): samplers on the MAC-PO backbone
-    ("fig1_replay", "3s_vs_5z", "macpo", "macpo"): (0.8, 0.9),
-    ("fig1_replay", "3s_vs_5z", "macpo", "per"): (0.5, 0.85),
-    ("fig1_replay", "mmm2", "macpo", "macpo"): (0.6, 0.7),
-    ("fig1_replay", "mmm2", "macpo", "per"): (0.4, 0.5),
-    # figure 3 (sweep fig3_smac_marl): here MAC-PO loses to QMIX
-    ("fig3_smac_marl", "3s_vs_5z", "macpo", "macpo"): (0.5, 0.6),
-    ("fig3_smac_marl", "3s_vs_5z", "qmix", "uniform"): (0.7, 0.8),
-    # figure 4 (sweep fig4_ablation)
-    ("fig4_ablation", "mmm2", "macpo", "macpo"): (0.6, 0.8),
-    ("fig4_ablation", "mmm2", "macpo", "macpo_no_joint"): (0.4, 0.5),
-}
-PREDATOR_PREY_FINALS = {  # figure 2 by content: sweep "demo" is none of the paper's grids
-    ("qmix", "uniform", 0.0): (3.0, 5.0),
-    ("macpo", "macpo", 0.0): (4.0, 6.0),
-    ("qmix", "uniform", -2.0): (-1.0, 2.0),
-    ("macpo", "macpo", -2.0): (1.0, 3.0),
-}
-
-
-def synthetic_runs() -> list[LoggedRun]:
-    runs = [
-        smac_run(sweep, env, algo, sampler, seed, final)
-        for (sweep, env, algo, sampler), finals in FINALS.items()
-        for seed, final in zip((1, 2), finals)
-    ]
-    runs += [
-        predator_prey_run("demo", algo, sampler, seed, punishment, final)
-        for (algo, sampler, punishment), finals in PREDATOR_PREY_FINALS.items()
-        for seed, final in zip((1, 2), finals)
-    ]
-    # a run still going (half its budget: no point in the final window) and a crashed one
-    runs.append(smac_run("fig1_replay", "3s_vs_5z", "macpo", "per", 3, 0.3, status="RUNNING", last_k=5))
-    runs.append(smac_run("fig1_replay", "mmm2", "macpo", "per", 9, 1.0, status="FAILED", last_k=3))
-    return runs
-
-
-def log_store(tracking_uri: str, experiment: str, runs: list[LoggedRun]) -> dict[str, LoggedRun]:
-    """Log `runs` through the MLflow client API; returns them by run id."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiment_id = client.create_experiment(experiment)
-    logged = {}
-    for run in runs:
-        created = client.create_run(experiment_id, tags=run.tags)
-        metrics = [
-            Metric(key, value, 1_700_000_000_000 + step, step)
-            for key, points in run.points.items()
-            for step, value in points
-        ]
-        client.log_batch(created.info.run_id, metrics=metrics)
-        if run.status != "RUNNING":
-            client.set_terminated(created.info.run_id, status=run.status)
-        logged[created.info.run_id] = run
-    return logged
 
 
 @dataclass

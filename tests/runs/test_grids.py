@@ -14,7 +14,7 @@ from macpo.runs.identity import run_identity
 from macpo.runs.tracking import prepare_store
 from macpo.tools import sweeps
 from macpo.train import validate
-from tests.conftest import REPO, TINY, run_cli
+from tests.helpers import REPO, TINY, run_cli
 
 SMAC = ("3s_vs_5z", "5m_vs_6m", "mmm2")
 METHODS = ("qmix", "ow_qmix", "cw_qmix", "qplex", "vdac", "fop", "dop", "macpo")

@@ -29,6 +29,7 @@ from macpo.replay.datamodule import ReplayDataModule
 from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector, RandomPolicy
+from tests.helpers import REPO, RESUMABLE, metric_histories, store_uri
 
 # predator-prey's sizes (75-cell windows, a 10x10x3 state) with a short limit; SMAC-like float16
 PP_INFO = EnvInfo(n_agents=8, n_actions=6, obs_shape=75, state_shape=300, episode_limit=12, obs_dtype=torch.uint8,
@@ -65,7 +66,6 @@ def random_episodes(info: EnvInfo, lengths: list[int], seed: int) -> dict[str, t
 
 class Reference:
     """What a read must return, kept per slot from the inserted tensors."""
-
     def __init__(self, info: EnvInfo, capacity: int) -> None:
         self.info, self.capacity, self.pos = info, capacity, 0
         self.layout = episode_layout(info)
@@ -422,8 +422,6 @@ def test_a_run_resumes_exactly_from_a_checkpoint_of_the_unpacked_layout(tmp_path
     from macpo.envs.factory import make_env
     from macpo.runs.checkpoints import LAST_CKPT, SIDECAR, run_checkpoint_dir, sha256_of
     from macpo.runs.identity import run_identity
-    from tests.conftest import REPO
-    from tests.test_resume import RESUMABLE, metric_histories, store_uri
 
     crowded = [*RESUMABLE, "env.grid_size=4", "env.n_agents=4"]  # prey get caught: episodes of mixed lengths
     whole_uri, resumed_uri = store_uri(tmp_path / "whole" / "m.db"), store_uri(tmp_path / "resumed" / "m.db")

@@ -5,7 +5,7 @@ import pytest
 from analysis.figures import main as figures_main
 from analysis.figures import predator_prey_figure
 from analysis.load import load_runs
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from omegaconf import MISSING
 from macpo.config import ConfigError, compose, schema
 from macpo.runs.tracking import StoreError, check_tracking_uri, probe_server_store
 from macpo.runs.validation import check_launcher, validate
-from tests.conftest import TINY, run_cli
+from tests.helpers import REPO, TINY, run_cli
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_cli_refuses_in_one_line_and_creates_nothing(tmp_path, overrides, messag
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     res = run_cli(["-m", "macpo.train", *TINY, f"logger.tracking_uri=sqlite:///{db}", *overrides], cwd=cwd,
-                  env_extra={"PYTHONPATH": str(__import__("tests.conftest").conftest.REPO)})  # fmt: skip
+                  env_extra={"PYTHONPATH": str(REPO)})  # fmt: skip
     assert res.returncode == 2, res.stderr[-2000:]
     assert message in res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

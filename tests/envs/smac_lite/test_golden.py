@@ -2,7 +2,7 @@
 
 The digests in ``tests/data/smac_lite_v3_trajectories.json`` were frozen from the simulator at
 commit 77c7c02 (before the per-step overhead work) with
-``PYTHONPATH=<checkout of 77c7c02> python tests/test_smac_lite_golden.py --write``.
+``PYTHONPATH=<checkout of 77c7c02> python tests/envs/smac_lite/test_golden.py --write``.
 Each case plays a seeded policy (uniform over the available actions; in odd battles the first
 attackable enemy is attacked whenever there is one, so that battles are won too; then with
 probability 0.1 any action, so the "unavailable action acts as stop" path is covered) for a fixed number of steps,
@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from macpo.envs.smac_lite import SmacLiteEnv
 
-DATA = Path(__file__).parent / "data" / "smac_lite_v3_trajectories.json"
+DATA = Path(__file__).resolve().parents[2] / "data" / "smac_lite_v3_trajectories.json"  # tests/data
 CASES = [  # (map, B, steps)
     ("5m_vs_6m", 8, 300),
     ("5m_vs_6m", 1, 300),
@@ -141,7 +141,7 @@ def test_step_and_observation_read_nothing_back_to_the_host(map_name):
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python tests/test_smac_lite_golden.py --write")
+        sys.exit("usage: python tests/envs/smac_lite/test_golden.py --write")
     DATA.parent.mkdir(exist_ok=True)
     cases = {case_key(*c): trajectory_digests(*c) for c in CASES}
     DATA.write_text(json.dumps({"_frozen_with": this_build(), **cases}, indent=1) + "\n")

@@ -10,6 +10,7 @@ from macpo.nn.dop_critic import LinearMixer, decomposed_advantages
 from macpo.nn.tree_backup import expected_sarsa_errors, tree_backup_targets
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
+from tests.helpers import learned_return
 
 
 def test_tree_backup_by_hand():
@@ -157,8 +158,6 @@ def test_recent_episodes_travel_in_checkpoints():
 def test_dop_learns_small_predator_prey(tmp_path):
     """DOP's greedy test return beats the random policy's by a clear margin at a small seeded budget
     (the demo budget's replay, 8 envs collecting, 16k env steps; the public hyperparameters)."""
-    from tests.learning_check import learned_return
-
     final, random_return, test = learned_return(
         tmp_path, ["algo=dop", "budget=demo", "batch_size_run=8", "t_max=16000", "test_interval=2000"]
     )

@@ -16,7 +16,7 @@ from rliable import metrics as rly_metrics
 
 from analysis.export import algorithm_name, export, main, marl_eval_data
 from analysis.load import load_runs
-from tests.test_analysis import LoggedRun, log_store
+from tests.helpers import LoggedRun, log_store
 
 T_MAX = 20_000
 INTERVAL = 2_000

@@ -1,24 +1,12 @@
 """End to end through ``python -m macpo.train``: real Hydra, Lightning Trainer and MLflow store."""
 
-import mlflow
 import pytest
-from mlflow.tracking import MlflowClient
 
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.rollout import Collector, RandomPolicy
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, history, run_cli, runs_of
 
 pytestmark = pytest.mark.slow
-
-
-def runs_of(db, experiment="macpo"):
-    uri = f"sqlite:///{db}"
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=[experiment]), MlflowClient(uri)
-
-
-def history(client, run_id, metric):
-    return [(m.step, m.value) for m in client.get_metric_history(run_id, metric)]
 
 
 def test_single_run_logs_tags_params_and_env_step_metrics(tmp_path):
@@ -77,14 +65,6 @@ def test_smac_lite_run_logs_win_rates(tmp_path):
     won = history(client, run.run_id, "test/battle_won_mean")
     assert won and all(0.0 <= v <= 1.0 for _, v in won)
     assert "metrics.train/battle_won_mean" in run
-
-
-def random_policy_return(episodes=512):
-    env = PredatorPrey(episodes, seed=123, grid_size=5, n_agents=2, n_prey=1, episode_limit=25)
-
-
-    _, stats = Collector(env).run(RandomPolicy())
-    return stats["return"].mean().item()
 
 
 def test_qmix_learns_the_demo_predator_prey(tmp_path):

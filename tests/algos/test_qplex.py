@@ -9,11 +9,11 @@ import torch
 from macpo.algos.base import LoopSettings
 from macpo.algos.qplex import QPLEX
 from macpo.config.paths import CONF_DIR
-from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.qplex_mixer import DuplexDuelingMixer
 from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
+from tests.helpers import TINY, history, random_policy_return, run_cli, runs_of, small_env
 
 
 def constant_lambda_mixer(key: float, agent_logit: float, action_logit: float, kernels: int = 2):
@@ -65,10 +65,6 @@ def test_greedy_joint_action_maximises_q_tot(seed):
                                                  state.expand(len(joint), 1, s))[0].squeeze(1))  # fmt: skip
 
 
-def small_env():
-    return PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
-
-
 def sampler_configs():
     return sorted(p.stem for p in (CONF_DIR / "sampler").glob("*.yaml") if p.stem != "base")
 
@@ -103,7 +99,6 @@ def test_qplex_refuses_samplers_needing_q_star():
 
 def test_config_refuses_a_q_star_sampler_and_accepts_per(compose_cfg):
     from macpo.train import ConfigError, validate
-    from tests.conftest import TINY
 
     with pytest.raises(ConfigError, match=r"needs the signals \['q_star'\]"):
         validate(compose_cfg([*TINY, "algo=qplex", "sampler=discor"]))
@@ -128,9 +123,6 @@ def test_qplex_learns_small_predator_prey(tmp_path):
     pymarl2 settings): the authors' SMAC settings (RMSprop 5e-4, one-step targets) are tuned for
     millions of steps, and at this 12k-step budget they end near random (measured, seed 0: 0.73).
     """
-    from tests.conftest import run_cli
-    from tests.test_train_e2e import history, random_policy_return, runs_of
-
     db = tmp_path / "learn.db"
     res = run_cli(["-m", "macpo.train", "env=predator_prey_small", "algo=qplex", "sampler=uniform", "budget=demo",
                    "algo.optimiser=adam", "algo.optimiser_options=null", "algo.lr=0.001", "algo.td_lambda=0.6",

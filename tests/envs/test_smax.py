@@ -12,6 +12,7 @@ import torch
 
 from macpo.envs.smac import check_smac_config
 from macpo.train import ConfigError, validate
+from tests.helpers import run_cli
 
 HAS_JAXMARL = importlib.util.find_spec("jaxmarl") is not None
 needs_jaxmarl = pytest.mark.skipif(not HAS_JAXMARL, reason='needs jaxmarl (pip install -e ".[smax]")')
@@ -82,8 +83,6 @@ def test_cli_trains_on_smax_and_logs_win_rates_and_backend_tags(tmp_path):
     """``python -m macpo.train env=5m_vs_6m env.backend=smax`` trains end to end (a short budget)."""
     import mlflow
     from mlflow.tracking import MlflowClient
-
-    from tests.conftest import run_cli
 
     db = tmp_path / "smax.db"
     res = run_cli(["-m", "macpo.train", "env=5m_vs_6m", "env.backend=smax", "algo=qmix", "sampler=uniform",

@@ -4,23 +4,7 @@ import pytest
 import torch
 
 from macpo.nn.targets import td_lambda_targets
-
-
-def brute_force_lambda_return(r, v, length, terminated, gamma, lam):
-    """G^λ_t = (1-λ) Σ_{n<L-t} λ^{n-1} G^(n)_t + λ^{L-t-1} G^(L-t)_t for one episode of L transitions."""
-    out = []
-    for t in range(length):
-        def n_step(n, t=t):
-            g = sum(gamma**k * r[t + k] for k in range(n))
-            end = t + n
-            boot = 0.0 if (end == length and terminated) else v[end]
-            return g + gamma**n * boot
-
-        horizon = length - t
-        g = sum((1 - lam) * lam ** (n - 1) * n_step(n) for n in range(1, horizon))
-        g += lam ** (horizon - 1) * n_step(horizon)
-        out.append(g)
-    return out
+from tests.helpers import brute_force_lambda_return
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.6, 1.0])

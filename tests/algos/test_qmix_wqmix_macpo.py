@@ -7,16 +7,12 @@ from macpo.algos.base import LoopSettings
 from macpo.algos.macpo import MACPO
 from macpo.algos.qmix import QMIX
 from macpo.algos.wqmix import WQMIX
-from macpo.envs.predator_prey import PredatorPrey
 from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
+from tests.helpers import small_env
 
 LOOP = LoopSettings(t_max=1000)
-
-
-def small_env():
-    return PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
 
 
 def real_batch(algo):

@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, TINY, run_cli
+from macpo.config.paths import CONF_DIR
+from tests.helpers import TINY, run_cli
 
 LAUNCHERS = {
     "joblib": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
@@ -28,7 +29,7 @@ SCHEMAS = {
 
 
 def launcher_cfg(name: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
     return cfg.hydra.launcher
 

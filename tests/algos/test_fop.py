@@ -12,7 +12,7 @@ from macpo.nn.fop_mixer import FOPMixer
 from macpo.nn.soft_targets import entropy_regularised_targets, linear_schedule, soft_values
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
-from tests.test_td_lambda import brute_force_lambda_return
+from tests.helpers import brute_force_lambda_return, learned_return
 
 
 def test_one_step_target_by_hand():
@@ -102,8 +102,6 @@ def test_fop_learns_small_predator_prey(tmp_path):
     (public hyperparameters; the temperature reaches its floor after 3k of the 12k env steps
     instead of 90k, the budget being that small). FOP's update is the costliest of the suite
     (actor + twin critics and mixers on 32 episodes, once per episode): minutes on 2 cores."""
-    from tests.learning_check import learned_return
-
     final, random_return, test = learned_return(
         tmp_path, ["algo=fop", "budget=demo", "algo.alpha_anneal_time=3000"], timeout=1800
     )

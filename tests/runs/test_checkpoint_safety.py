@@ -22,8 +22,7 @@ from macpo.algos.base import MarlAlgorithm
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.runs.checkpoints import LAST_CKPT, SIDECAR, check_checkpoint, run_checkpoint_dir, sha256_of
 from macpo.runs.identity import run_identity
-from tests.conftest import TINY
-from tests.test_resume import assert_continuous, metric_histories, store_uri
+from tests.helpers import TINY, assert_continuous, metric_histories, store_uri
 
 SHORT = [*TINY, "t_max=1600", "checkpoint_interval=400", "device=cpu"]
 
