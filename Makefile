@@ -14,7 +14,7 @@ DEMO_EXPORT ?= outputs/marl_eval.json
 
 # The stamp is rebuilt when pyproject.toml or this file changes. torch goes first and pinned: an
 # unpinned torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
-# marl-eval (tests/test_export.py reads our export with it) pins pandas==1.4.4, which does not
+# marl-eval (tests/analysis/test_export.py reads our export with it) pins pandas==1.4.4, which does not
 # build on current Pythons, so it goes in without its pins; what its data processing and plots
 # import (colorama, colorcet, numpy, rliable, matplotlib, seaborn) comes with [dev].
 MARL_EVAL_SPEC ?= id-marl-eval==0.0.4
@@ -55,7 +55,7 @@ lint: venv
 	$(VENV)/bin/ruff check macpo analysis tests
 
 bench: venv
-	$(PY) -m macpo.bench
+	$(PY) -m macpo.tools.bench
 
 clean:
 	rm -rf outputs/runs outputs/multirun outputs/figures outputs/marl_eval.json
