@@ -25,8 +25,7 @@ from macpo.algos.base import LoopSettings
 from macpo.algos.dop import DOP
 from macpo.algos.fop import FOP
 from macpo.algos.vdac import VDAC
-from macpo.bench import FixedInfoEnv
-from macpo.envs.base import EnvInfo
+from macpo.envs.base import EnvInfo, FixedInfoEnv
 from macpo.nn import kernels
 from macpo.nn.dop_critic import critic_inputs, decomposed_advantages
 from macpo.nn.packing import EpisodePacking
@@ -35,7 +34,7 @@ from macpo.nn.soft_targets import soft_values
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.replay.signals import Signals
-from tests.padded_reference import reference_agent_inputs, reference_td_lambda_targets
+from tests.helpers import reference_agent_inputs, reference_td_lambda_targets
 
 INFO = EnvInfo(n_agents=3, n_actions=5, obs_shape=7, state_shape=9, episode_limit=9)
 LENGTHS = [9, 1, 4, 1, 9, 3, 6, 2]  # transitions per episode; the final observation follows each

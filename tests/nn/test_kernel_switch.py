@@ -31,8 +31,8 @@ from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector, RandomPolicy
-from macpo.run_identity import run_identity
-from tests.conftest import TINY
+from macpo.runs.identity import run_identity
+from tests.helpers import TINY
 
 ENVS = {
     # conf/env/predator_prey_small.yaml

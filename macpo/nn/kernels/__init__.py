@@ -20,7 +20,7 @@ The switch is process-wide state read at every forward, set once per run by the 
 run never sees two settings; a module built under one setting runs under the other.
 
 ``cap_kernel_caches`` bounds oneDNN's and ideep's per-shape kernel caches; a run calls it when it
-starts (before its first matmul), as does ``macpo.bench``.
+starts (before its first matmul), as does ``macpo.tools.bench``.
 """
 
 from __future__ import annotations
