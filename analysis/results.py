@@ -2,7 +2,7 @@
 
 A grid's runs are trained over several sessions, often into different MLflow stores, so a file
 is built up by exports that merge: each export adds the runs the file does not hold yet (keyed
-by the run's identity, ``macpo.run_identity``), leaves the runs already there untouched, and
+by the run's identity, ``macpo.runs.identity``), leaves the runs already there untouched, and
 refuses, naming them and writing nothing, runs whose identity (or place in the grid) is already
 taken with different data, unless ``--replace`` is given. Only FINISHED runs are exported.
 
