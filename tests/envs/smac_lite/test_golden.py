@@ -1,23 +1,36 @@
 """SMAC-lite (sim_version 3) gives bit-identical trajectories for a seed across speed work.
 
-The digests in ``tests/data/smac_lite_v3_trajectories.json`` were frozen from the simulator at
-commit 77c7c02 (before the per-step overhead work) with
-``PYTHONPATH=<checkout of 77c7c02> python tests/envs/smac_lite/test_golden.py --write``.
 Each case plays a seeded policy (uniform over the available actions; in odd battles the first
 attackable enemy is attacked whenever there is one, so that battles are won too; then with
 probability 0.1 any action, so the "unavailable action acts as stop" path is covered) for a fixed number of steps,
 resetting once every battle has ended, and hashes the raw bytes of everything the env returns:
 obs, state, avail, reward, terminated, truncated and the info flags. Exact equality is the point
-(a learner replays these trajectories): a change that alters one float bit fails here. The
-digests are of one torch build's CPU kernels (``_frozen_with`` in the file; they were the same with
-``ATEN_CPU_CAPABILITY=avx2`` as with AVX512): another torch version may round differently, so the
-exact check skips there, saying why.
+(a learner replays these trajectories): a change that alters one float bit fails here.
+
+The digests in ``tests/data/smac_lite_v3_trajectories.json`` are of the simulator at commit 77c7c02
+(before the per-step overhead work), one entry per machine family, because the bits depend on the
+CPU as well as on the code. ``torch.sqrt`` on float32 runs in MKL's vector math (vsSqrt), which is
+not correctly rounded and rounds differently on each of MKL's code paths: on one Intel CPU the
+AVX512, AVX2 and AVX paths (``MKL_CBWR``) give three different sets of trajectories (``AVX512_E1``
+to ``_E5`` give the AVX512 ones), and MKL on AMD takes yet another path, which no
+``MKL_CBWR`` / ``MKL_ENABLE_INSTRUCTIONS`` / ``ONEDNN_MAX_CPU_ISA`` setting reproduces on Intel.
+ATen's own kernels (``cdist``) differ only between the DEFAULT build and the vectorised ones. So an
+entry is keyed by ``this_build()``: the torch version, ATen's CPU capability, the CPU vendor and the
+ISA tier MKL dispatches on (from ``/proc/cpuinfo``). A machine with no entry skips the exact check,
+naming the frozen families; to add its entry next to the others::
+
+    git worktree add <dir> 77c7c02
+    PYTHONPATH=<dir> python tests/envs/smac_lite/test_golden.py --write
+
+and check that the test then passes on today's code: the digests pin bit-exactness across code
+changes only if today's code reproduces 77c7c02 on that machine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,28 +95,65 @@ def case_key(map_name: str, b: int, steps: int) -> str:
     return f"{map_name}/B={b}/steps={steps}"
 
 
+# MKL's code paths, best first: the instruction sets each needs (as /proc/cpuinfo names them)
+MKL_ISA_TIERS = (
+    ("avx512", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}),
+    ("avx2", {"avx2", "fma"}),
+    ("avx", {"avx"}),
+)
+
+
+def cpu_vendor_and_flags() -> tuple[str, set[str]]:
+    """The first CPU's ``vendor_id`` and ``flags`` from /proc/cpuinfo (("unknown", set()) without it)."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return "unknown", set()
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return fields.get("vendor_id", "unknown"), set(fields.get("flags", "").split())
+
+
 def this_build() -> dict[str, str]:
-    """What the digests depend on besides the code: the torch build and its CPU kernels' vector width."""
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    """What the digests depend on besides the code (see the module docstring)."""
+    vendor, flags = cpu_vendor_and_flags()
+    mkl_isa = next((tier for tier, needs in MKL_ISA_TIERS if needs <= flags), "sse")
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_vendor": vendor,
+        "mkl_isa": mkl_isa if torch.backends.mkl.is_available() else "no MKL",
+    }
 
 
-def frozen_cases() -> dict[str, dict]:
-    return {k: v for k, v in json.loads(DATA.read_text()).items() if not k.startswith("_")}
+def family(build: dict[str, str]) -> str:
+    return f"torch {build['torch']} / ATen {build['cpu_capability']} / {build['cpu_vendor']} / MKL {build['mkl_isa']}"
+
+
+def frozen_entries() -> list[dict]:
+    """[{"build": this_build() where frozen, "simulator": its commit, "cases": {case_key: digests}}]"""
+    return json.loads(DATA.read_text())["frozen"] if DATA.exists() else []
 
 
 @pytest.mark.parametrize("map_name,b,steps", CASES)
 def test_trajectories_match_frozen_digests(map_name, b, steps):
-    frozen_with = json.loads(DATA.read_text())["_frozen_with"]
-    if this_build()["torch"] != frozen_with["torch"]:
-        pytest.skip(f"digests were frozen with {frozen_with}; this is {this_build()}")
-    frozen = frozen_cases()[case_key(map_name, b, steps)]
+    entries = frozen_entries()
+    entry = next((e for e in entries if e["build"] == this_build()), None)
+    if entry is None:
+        pytest.skip(
+            f"no digests frozen for {family(this_build())} (frozen: {'; '.join(family(e['build']) for e in entries)});"
+            " add them: PYTHONPATH=<checkout of 77c7c02> python tests/envs/smac_lite/test_golden.py --write"
+        )
+    frozen = entry["cases"][case_key(map_name, b, steps)]
     got = trajectory_digests(map_name, b, steps)
     changed = [k for k in frozen if got[k] != frozen[k]]
-    assert not changed, f"{map_name} B={b}: {changed} differ from the trajectories frozen at 77c7c02"
+    assert not changed, f"{map_name} B={b}: {changed} differ from the trajectories frozen at {entry['simulator']}"
 
 
-def test_frozen_cases_cover_wins_and_timeouts():
-    frozen = frozen_cases()
+@pytest.mark.parametrize("entry", frozen_entries(), ids=lambda e: family(e["build"]))
+def test_frozen_cases_cover_wins_and_timeouts(entry):
+    frozen = entry["cases"]
+    assert sorted(frozen) == sorted(case_key(*c) for c in CASES)
     assert sum(c["battles_won"] for c in frozen.values()) > 0
     assert sum(c["battles_timed_out"] for c in frozen.values()) > 0
     assert sum(c["battles_ended"] - c["battles_won"] - c["battles_timed_out"] for c in frozen.values()) > 0
@@ -139,10 +189,26 @@ def test_step_and_observation_read_nothing_back_to_the_host(map_name):
         assert not syncs.seen, syncs.seen
 
 
-if __name__ == "__main__":
+def simulator_commit() -> str:
+    """The commit of the checkout the simulator was imported from (the PYTHONPATH of the recipe)."""
+    import macpo
+
+    here = str(Path(macpo.__file__).parent)
+    git = ["git", "-C", here, "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"]  # the hash, not a tag
+    done = subprocess.run(git, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+if __name__ == "__main__":  # adds (or renews) this machine family's entry, keeping the others
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python tests/envs/smac_lite/test_golden.py --write")
+        sys.exit("usage: PYTHONPATH=<checkout of 77c7c02> python tests/envs/smac_lite/test_golden.py --write")
+    build = this_build()
+    entry = {
+        "build": build,
+        "simulator": simulator_commit(),
+        "cases": {case_key(*c): trajectory_digests(*c) for c in CASES},
+    }
+    entries = [e for e in frozen_entries() if e["build"] != build] + [entry]
     DATA.parent.mkdir(exist_ok=True)
-    cases = {case_key(*c): trajectory_digests(*c) for c in CASES}
-    DATA.write_text(json.dumps({"_frozen_with": this_build(), **cases}, indent=1) + "\n")
-    print(f"wrote {DATA}")
+    DATA.write_text(json.dumps({"frozen": entries}, indent=1) + "\n")
+    print(f"wrote the digests of {entry['simulator']} on {family(build)} to {DATA}")
