@@ -7,13 +7,15 @@ the ranges and choices declared in ``macpo.config.schema``. Both report the same
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -50,6 +52,19 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
         raise ConfigError(message) from error
     check_config(cfg)
     return cfg
+
+
+def algo_preset(name: str):
+    """The hyperparameters of ``conf/algo/<name>.yaml`` as its schema dataclass (a fresh copy).
+
+    What an algorithm built in Python without a ``cfg`` trains with (tests, benchmarks).
+    """
+    return copy.deepcopy(_algo_preset(name))
+
+
+@functools.cache
+def _algo_preset(name: str):
+    return OmegaConf.to_object(compose([f"algo={name}"]).algo)
 
 
 # ---- what a field expects -----------------------------------------------------------------
@@ -137,6 +152,16 @@ def _violates(value, rules: dict) -> bool:
 def check_config(cfg: DictConfig) -> None:
     """Every key a schema declares: set (not ``???``), in range, one of its choices."""
     _check_node(cfg, "")
+
+
+def check_fields(obj, prefix: str = "") -> None:
+    """The ranges and choices a schema dataclass declares, on an instance of it (``algo.w: ...``)."""
+    for name, (tp, rules) in _fields(type(obj)).items():
+        value = getattr(obj, name)
+        if isinstance(value, str) and value == MISSING:
+            raise ConfigError(f"{prefix}{name}: no value given")
+        if rules and _violates(value, rules):
+            raise ConfigError(f"{prefix}{name}: expected {expectation(tp, rules)}, got {_shown(value)}")
 
 
 def _check_node(node, prefix: str) -> None:
