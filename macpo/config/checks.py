@@ -54,6 +54,21 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
     return cfg
 
 
+def algo_targets() -> dict[str, str]:
+    """The options of ``conf/algo`` that are algorithms → the class each names (``algo._target_``, in
+    its own yaml or one it extends; ``base``, ``value_based`` and ``actor_critic`` hold shared values)."""
+
+    def target(name: str) -> str | None:
+        raw = OmegaConf.load(CONF_DIR / "algo" / f"{name}.yaml")
+        if OmegaConf.select(raw, "algo._target_"):
+            return str(raw.algo._target_)
+        parents = [d for d in raw.get("defaults", []) if isinstance(d, str) and d != "_self_" and "/" not in d]
+        return target(parents[0]) if parents else None
+
+    targets = {p.stem: target(p.stem) for p in sorted((CONF_DIR / "algo").glob("*.yaml"))}
+    return {name: t for name, t in targets.items() if t}
+
+
 def algo_preset(name: str):
     """The hyperparameters of ``conf/algo/<name>.yaml`` as its schema dataclass (a fresh copy).
 

@@ -265,8 +265,9 @@ class PserSamplerConfig(SamplerConfig):
 #: ConfigStore group -> {name: schema}. A yaml option uses one with ``- /schema/<group>/<name>@_here_``.
 SCHEMAS: dict[str, dict[str, type]] = {
     "schema/env": {"base": EnvConfig, "predator_prey": PredatorPreyConfig, "pettingzoo": PettingZooConfig},
-    "schema/algo": {"base": AlgoConfig, "qmix": QmixConfig, "central_q": CentralQConfig, "wqmix": WqmixConfig,
-                    "qplex": QplexConfig, "dop": DopConfig, "fop": FopConfig, "vdac": VdacConfig},
+    "schema/algo": {"base": AlgoConfig, "value_based": ValueBasedConfig, "actor_critic": ActorCriticConfig,
+                    "qmix": QmixConfig, "central_q": CentralQConfig, "wqmix": WqmixConfig, "qplex": QplexConfig,
+                    "dop": DopConfig, "fop": FopConfig, "vdac": VdacConfig},
     "schema/sampler": {"base": SamplerConfig, "boltzmann": BoltzmannSamplerConfig, "macpo": MacpoSamplerConfig,
                        "macpo_approx": MacpoApproxSamplerConfig, "pser": PserSamplerConfig},
 }  # fmt: skip
@@ -274,9 +275,15 @@ TRAIN_SCHEMA = "train_schema"
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore (idempotent; done on ``import macpo.config``)."""
+    """Put the schemas in Hydra's ConfigStore (idempotent; done on ``import macpo.config``), and
+    ``method=<algo>`` for every algorithm of ``conf/algo``: the same as ``algo=<algo>`` (which
+    brings the sampler the algorithm is paired with), the name the paper's grids use."""
+    from macpo.config.checks import algo_targets
+
     store = ConfigStore.instance()
     store.store(name=TRAIN_SCHEMA, node=TrainConfig)
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():
             store.store(group=group, name=name, node=node)
+    for name in algo_targets():
+        store.store(group="method", name=name, node={"defaults": [{"override /algo": name}]}, package="_global_")

@@ -183,18 +183,10 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
 
 
 def algorithm_classes() -> dict[str, type]:
-    """algo config name → class, read from ``conf/algo/*.yaml`` (following their defaults lists)."""
-    conf_dir = Path(__file__).resolve().parents[2] / "conf" / "algo"
+    """algo config name → class, for the algorithms of ``conf/algo`` (``macpo.config.checks.algo_targets``)."""
+    from macpo.config.checks import algo_targets
 
-    def target(name: str) -> str:
-        c = OmegaConf.load(conf_dir / f"{name}.yaml")
-        if "_target_" in c:
-            return c._target_
-        parents = [d for d in c.get("defaults", []) if isinstance(d, str) and d != "_self_" and "/" not in d]
-        return target(parents[0])
-
-    names = sorted(p.stem for p in conf_dir.glob("*.yaml"))
-    return {n: hydra.utils.get_class(target(n)) for n in names}
+    return {name: hydra.utils.get_class(target) for name, target in algo_targets().items()}
 
 
 def _one_line(error: BaseException) -> str:
