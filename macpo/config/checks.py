@@ -211,13 +211,18 @@ def composition_error_message(error: BaseException) -> str | None:
     """One line for an error Hydra raised while composing, naming the key; None if not a config error."""
     from hydra.errors import CompactHydraException, MissingConfigException
 
-    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    cause, source = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error, None
+    if not isinstance(cause, OmegaConfBaseException) and isinstance(error.__context__, OmegaConfBaseException):
+        cause = error.__context__  # Hydra re-raises a config file's merge error unchained: "In 'group/option': ..."
+        source = str(error).split("'")[1] if str(error).startswith("In '") else None
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         full_key = str(cause.full_key)
         schema, name = getattr(cause, "object_type", None), str(getattr(cause, "key", "") or "")
         if dataclasses.is_dataclass(schema) and name in _fields(schema) and "not in" not in str(cause):
             tp, rules = _fields(schema)[name]
             return f"{full_key}: expected {expectation(tp, rules)}, got {_shown(getattr(cause, 'value', None))}"
+        if source and "not in" in _first_line(cause):  # e.g. a sampler preset setting a key this algo lacks
+            return f"{full_key}: no such key in {getattr(schema, '__name__', schema)} (conf/{source}.yaml sets it)"
         if "not in" in _first_line(cause) or "is not in struct" in _first_line(cause):
             return f"{full_key}: no such key (a new key is added with +{full_key}=...)"
         return f"{full_key}: {_first_line(cause)}"

@@ -18,7 +18,7 @@ from omegaconf import MISSING, OmegaConf
 
 import macpo.algos
 from macpo.algos.base import LoopSettings, MarlAlgorithm
-from macpo.config import algo_preset, schema
+from macpo.config import ConfigError, algo_preset, compose, schema
 from macpo.config.checks import CONF_DIR
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.run_identity import run_identity
@@ -170,6 +170,25 @@ def test_an_algorithm_built_in_python_takes_its_yaml_values(compose_cfg, name):
         cls(small_env(), sampler, LoopSettings(t_max=100), hidden=3)
     with pytest.raises(ValueError, match=r"algo\.gamma: expected a number in \[0, 1\], got 2"):
         cls(small_env(), sampler, LoopSettings(t_max=100), gamma=2.0)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["algo=dop", "sampler=macpo_reference"],
+         "algo.agent_q_clamp: no such key in DopConfig (conf/sampler/macpo_reference.yaml sets it)"),
+        (["algo=qmix", "algo._target_=macpo.algos.dop.DOP"], "algo.double_q: not a parameter of macpo.algos.dop.DOP"),
+        (["algo=dop", "algo.on_batch_size=64"], "algo.on_batch_size must lie in [1, algo.on_buffer_size=32], got 64"),
+        (["algo=fop", "algo.alpha_finish=0"], "algo.alpha_start and algo.alpha_finish must be > 0, got 0.5, 0"),
+        (["algo=qplex", "algo.optimiser=sgd"], "algo.optimiser: optimiser must be one of ['adam', 'rmsprop']"),
+    ],
+)  # fmt: skip
+def test_a_bad_algorithm_config_is_refused_before_the_run_naming_the_key(overrides, message):
+    from macpo.runs.validation import validate
+
+    with pytest.raises(ConfigError) as error:
+        validate(compose(["env=predator_prey_small", *overrides]), build_env=False)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value), str(error.value)
 
 
 # ---- method= and budget= ------------------------------------------------------------------------
