@@ -151,7 +151,7 @@ class ValueBasedConfig(AlgoConfig):
 
 @dataclass
 class QmixConfig(HypernetMixerConfig, ValueBasedConfig):
-    pass
+    """QMIX: the value-based keys and its hypernetwork mixer's."""
 
 
 @dataclass
