@@ -13,12 +13,11 @@ import functools
 import math
 import typing
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from macpo.config.paths import CONF_DIR
 
 
 class ConfigError(ValueError):

@@ -19,10 +19,10 @@ from omegaconf import MISSING, OmegaConf
 import macpo.algos
 from macpo.algos.base import LoopSettings, MarlAlgorithm
 from macpo.config import ConfigError, algo_preset, compose, schema
-from macpo.config.checks import CONF_DIR
-from macpo.envs.predator_prey import PredatorPrey
-from macpo.run_identity import run_identity
+from macpo.config.paths import CONF_DIR
+from macpo.runs.identity import run_identity
 from macpo.runs.validation import algorithm_classes
+from tests.helpers import small_env
 
 ALGOS = algorithm_classes()  # conf/algo option → class
 #: the yamls of conf/algo that hold what a family of algorithms shares → the dataclass they type
@@ -71,10 +71,6 @@ def inherited(name: str) -> dict:
 
 def chain(name: str) -> set[str]:
     return {name}.union(*(chain(p) for p in parents(name)))
-
-
-def small_env() -> PredatorPrey:
-    return PredatorPrey(4, seed=0, grid_size=5, n_agents=2, n_prey=1, episode_limit=10)
 
 
 # ---- typed once -------------------------------------------------------------------------------
