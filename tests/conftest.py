@@ -9,10 +9,12 @@ from hydra import compose, initialize_config_dir
 import macpo.config  # noqa: F401 - puts the config schemas in Hydra's ConfigStore (conf/train.yaml names them)
 from macpo.algos.base import MarlAlgorithm
 from macpo.config.paths import CONF_DIR
+from macpo.nn.kernels import cap_kernel_caches
 
 # One intra-op thread: the suite's tensors are small, and on a shared 2-core machine two OpenMP
 # threads spin against other processes (measured: a GRU forward 20x slower under load).
 torch.set_num_threads(1)
+cap_kernel_caches()  # as a run does: the suite's packed batches meet many matmul shapes
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ and it names the run's checkpoint folder.
 
 Left out of the hash: where things are written (``logger``, ``checkpoint``), how often a
 checkpoint is taken (``checkpoint_interval``), the console (``progress_bar``), the device
-(``device``, ``torch_threads``: a run started on a GPU may be finished on another machine), the guard's
+(``device``, ``torch_threads``: a run started on a GPU may be finished on another machine), the
+kernels the networks run with (``nn.kernels``: the same networks and results up to float rounding,
+as across devices; a run may be resumed with the other setting), the guard's
 patience (``max_nonfinite_streak``) and Hydra's own settings (paths, timestamps, launcher); an empty
 ``t_max_by_env`` (every budget but ``paper``) is left out too, so adding that key changed no identity.
 Numbers are canonical: ``-2`` and ``-2.0`` hash alike.
@@ -26,7 +28,7 @@ IDENTITY_TAG = "identity"
 #: top-level config keys that do not change what a run computes
 EXCLUDED_KEYS: tuple[str, ...] = (
     "hydra", "logger", "checkpoint", "checkpoint_interval", "progress_bar", "device", "torch_threads",
-    "max_nonfinite_streak",
+    "max_nonfinite_streak", "nn",
 )  # fmt: skip
 #: hex digits kept from the SHA-256 (64 bits: no collision in any realistic store)
 IDENTITY_LENGTH = 16

@@ -146,12 +146,15 @@ def build_run(cfg: DictConfig, identity: str, run_dir: Path, uri: str, previous_
     from macpo.algos.data_path import make_datamodule
     from macpo.envs.factory import make_env
     from macpo.memory import keep_freed_memory
+    from macpo.nn import kernels
     from macpo.runs.callbacks import EnvStepProgressBar, GreedyEvaluation
 
     device = resolve_device(cfg.device)
     if cfg.torch_threads:
         torch.set_num_threads(int(cfg.torch_threads))
     keep_freed_memory()  # learner updates reuse their memory instead of page-faulting it in anew
+    kernels.cap_kernel_caches()  # before the run's first oneDNN matmul
+    kernels.use(cfg.nn.kernels)  # every network of this run: the hand-written kernels, or plain PyTorch
     quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     sampler = hydra.utils.instantiate(cfg.sampler)

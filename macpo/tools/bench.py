@@ -43,6 +43,7 @@ from macpo.algos.qmix import QMIX
 from macpo.envs.base import BatchedEnv, EnvInfo, FixedInfoEnv
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.memory import keep_freed_memory
+from macpo.nn.kernels import cap_kernel_caches
 from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.macpo_approx import MacpoApproxSampler
 from macpo.replay.samplers.uniform import UniformSampler
@@ -243,17 +244,36 @@ def played_batch(map_name: str, n_episodes: int, seed: int = 0) -> tuple[EnvInfo
     return env.env_info, buffer[torch.arange(n_episodes)]
 
 
+def time_learn(algo, batch, repeats: int) -> float:
+    """Seconds per ``learn`` (every loss, backward and optimiser step of the method: actor-critics)."""
+    isw = torch.ones(batch["filled"].shape[0])
+    algo.update(batch, isw)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        algo.update(batch, isw)
+    return (time.perf_counter() - t0) / repeats
+
+
 def bench_learner_played(repeats: int) -> None:
+    from macpo.algos.dop import DOP
+    from macpo.algos.fop import FOP
+    from macpo.algos.vdac import VDAC
+
     info, batch = played_batch("MMM2", 128)
     lengths = batch["filled"].sum(1).float()
     env = FixedInfoEnv(info)
     loop = LoopSettings(t_max=1)
     q = time_update(QMIX(env, UniformSampler(), loop), batch, repeats)
     m = time_update(MACPO(env, MacpoSampler(), loop), batch, repeats)
+    dop = DOP(env, UniformSampler(), loop)
+    dop.recent.insert({k: v[: dop.recent.capacity] for k, v in batch.items()})  # its recent episodes
+    ac = [[name, time_learn(algo, batch, repeats)]
+          for name, algo in (("DOP", dop), ("FOP", FOP(env, UniformSampler(), loop)),
+                             ("VDAC", VDAC(env, UniformSampler(), loop)))]  # fmt: skip
     print(f"\nMMM2 batch: 128 episodes played by a random policy, length mean {lengths.mean():.1f}, "
           f"max {lengths.max():.0f} (padded to {batch['filled'].shape[1]} steps)")
     table("learner update at MMM2 size (10 agents), real length mix", ["algorithm", "s / update"],
-          [["QMIX", q], ["MAC-PO (sampler=macpo)", m]])
+          [["QMIX", q], ["MAC-PO (sampler=macpo)", m], *ac])
 
 
 # ---- replay memory -----------------------------------------------------------------------------
@@ -444,6 +464,7 @@ def main(argv=None) -> None:
     p.add_argument("--bf16", action="store_true",
                    help="learner: time the updates under bf16 autocast, as trainer.precision=bf16-mixed runs them")
     args = p.parse_args(argv)
+    cap_kernel_caches()  # as a training run does, before the first oneDNN matmul
     if args.threads:
         torch.set_num_threads(args.threads)
     secs, reps = (0.5, 2) if args.quick else (2.0, 5)

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from macpo.algos.base import EpisodeBatch, LoopSettings, LossOutput, MarlAlgorithm, OptimiserSpec, masked_mean
+from macpo.algos.base import LoopSettings, LossOutput, MarlAlgorithm, OptimiserSpec, PackedBatch
 from macpo.algos.data_path import OnPolicyDataModule, make_datamodule
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.algos.policy import CategoricalPolicy, EpsilonGreedyPolicy, available_softmax
@@ -46,16 +46,16 @@ class ToyActorCritic(MarlAlgorithm):
                 "critic": OptimiserSpec(list(self.critic.parameters()), self.lr)}  # fmt: skip
 
     def learn(self, batch, is_weights):
-        ep = EpisodeBatch.of(batch, self.info.n_actions)
-        returns = ep.reward.flip(1).cumsum(1).flip(1)  # [b, T] undiscounted return-to-go
-        value = self.critic(ep.state[:, :-1]).squeeze(-1)  # [b, T]
+        ep = PackedBatch.of(batch, self.info.n_actions)
+        returns = ep.lambda_returns(torch.zeros_like(ep.reward), 1.0, 1.0)  # [R] undiscounted return-to-go
+        value = self.critic(ep.state_tr.float()).squeeze(-1)  # [R]
         adv = (returns - value).detach()
-        weights, signals = self.weigh(ep.mask, is_weights, td=value - returns)
-        logits, _ = self.actor(ep.inputs)  # [b, T+1, N, A]
-        logp = torch.log_softmax(logits[:, :-1].masked_fill(~ep.avail[:, :-1], -1e9), -1)
-        logp_taken = logp.gather(-1, ep.taken[..., None]).squeeze(-1).sum(-1)  # [b, T]
-        actor_loss = -masked_mean(weights * adv * logp_taken, ep.mask)
-        critic_loss = masked_mean(weights * (value - returns).pow(2), ep.mask)
+        weights, signals = self.weigh(ep, is_weights, td=value - returns)
+        logits = self.actor.forward_packed(ep.inputs, ep.steps)[ep.tr]  # [R, N, A]
+        logp = torch.log_softmax(logits.masked_fill(~ep.avail[ep.tr], -1e9), -1)
+        logp_taken = logp.gather(-1, ep.taken[..., None]).squeeze(-1).sum(-1)  # [R]
+        actor_loss = -ep.mean(weights * adv * logp_taken)
+        critic_loss = ep.mean(weights * (value - returns).pow(2))
         self.optimise("actor", actor_loss)
         self.optimise("critic", critic_loss)
         return LossOutput(actor_loss + critic_loss, signals, {"actor_loss": actor_loss, "critic_loss": critic_loss})

@@ -7,10 +7,9 @@ from macpo.algos.base import LoopSettings
 from macpo.algos.dop import DOP
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.dop_critic import LinearMixer, decomposed_advantages
-from macpo.nn.tree_backup import expected_sarsa_errors, tree_backup_targets
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
-from tests.helpers import learned_return
+from tests.helpers import expected_sarsa_errors, learned_return, tree_backup_targets
 
 
 def test_tree_backup_by_hand():

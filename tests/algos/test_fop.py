@@ -9,10 +9,10 @@ from macpo.algos.base import LoopSettings
 from macpo.algos.fop import FOP
 from macpo.envs.predator_prey import PredatorPrey
 from macpo.nn.fop_mixer import FOPMixer
-from macpo.nn.soft_targets import entropy_regularised_targets, linear_schedule, soft_values
+from macpo.nn.soft_targets import linear_schedule, soft_values
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
-from tests.helpers import brute_force_lambda_return, learned_return
+from tests.helpers import brute_force_lambda_return, entropy_regularised_targets, learned_return
 
 
 def test_one_step_target_by_hand():

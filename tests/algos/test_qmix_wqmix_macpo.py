@@ -88,7 +88,7 @@ def test_agent_q_clamp_bounds_utilities():
     for p in algo.agent.fc2.parameters():
         p.data.fill_(10.0)  # push every utility far above the clamp
     batch = real_batch(algo)
-    from macpo.nn.agent import agent_inputs
+    from tests.helpers import reference_agent_inputs as agent_inputs
 
     q, _ = algo.agent(agent_inputs(batch["obs"], batch["actions"], 6))
     assert q.max() <= 2.0 and q.min() >= -5.0

@@ -5,11 +5,11 @@ import torch
 
 from macpo.algos.base import LoopSettings
 from macpo.algos.vdac import VDAC
-from macpo.nn.vdac import split_actor_critic, vdac_advantages
+from macpo.nn.vdac import split_actor_critic
 from macpo.replay.samplers.per import PerSampler
 from macpo.replay.samplers.uniform import UniformSampler
 from macpo.rollout import Collector
-from tests.helpers import brute_force_lambda_return, learned_return, small_env
+from tests.helpers import brute_force_lambda_return, learned_return, small_env, vdac_advantages
 
 
 @pytest.mark.parametrize("terminated", [True, False])

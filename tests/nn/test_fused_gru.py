@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-import macpo.nn.fused_gru as fused_gru
-from macpo.nn import fast_linear
 from macpo.nn.agent import RNNAgent
-from macpo.nn.fused_gru import FusedGRU, gru_sequence
+from macpo.nn.fused_gru import FusedGRU
+from macpo.nn.kernels import gru as fused_gru
+from macpo.nn.kernels import matmul as fast_linear
+from macpo.nn.kernels.gru import packed_gru
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -70,10 +71,10 @@ def test_outputs_and_all_gradients_equal_nn_gru(matmul_path, small_chunks, with_
 
 def test_gradcheck_float64():
     torch.manual_seed(1)
-    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4 * 2, 3, dtype=torch.float64, requires_grad=True)  # 4 steps of 2 sequences
     h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
     params = [p.detach().requires_grad_(True) for p in nn.GRU(3, 4).double().parameters()]
-    assert torch.autograd.gradcheck(lambda *a: gru_sequence(*a), (x, h0, *params))
+    assert torch.autograd.gradcheck(lambda x, h0, *w: packed_gru(x, h0, [2] * 4, *w), (x, h0, *params))
 
 
 def test_several_batch_dims_with_strides_equal_flat_nn_gru(matmul_path, small_chunks):
@@ -124,16 +125,6 @@ def test_same_initialisation_and_state_dict_as_nn_gru():
     nn.GRU(7, 9).load_state_dict(fused.state_dict())  # and back: checkpoints are interchangeable
 
 
-def test_reused_factor_buffer_gives_fresh_gradients(matmul_path):
-    """The buffer a backward hands back is overwritten by the next forward: gradients stay right."""
-    torch.manual_seed(6)
-    ref, fused = pair(3, 4)
-    for _ in range(3):
-        x, w = torch.randn(5, 2, 3), torch.randn(5, 2, 4)
-        assert_all_close(outputs_and_grads(fused, x, None, w), outputs_and_grads(ref, x, None, w))
-    assert fused.factor_store.spare is not None
-
-
 def test_two_forwards_before_backward():
     torch.manual_seed(7)
     ref, fused = pair(3, 4)
@@ -151,22 +142,6 @@ def test_retain_graph_backward_twice_gives_the_same_gradients():
     first = torch.autograd.grad(loss, list(fused.parameters()), retain_graph=True)
     second = torch.autograd.grad(loss, list(fused.parameters()))
     assert_all_close(list(second), list(first), atol=0)
-
-
-def test_backward_again_after_the_buffer_was_reused_raises():
-    _, fused = pair(3, 4)
-    loss = fused(torch.randn(4, 2, 3))[0].sum()
-    loss.backward(retain_graph=True)
-    fused(torch.randn(4, 2, 3))[0].sum().backward()  # overwrites the buffer the first graph saved
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        loss.backward()
-
-
-def test_copies_do_not_carry_the_factor_buffer():
-    _, fused = pair(3, 4)
-    fused(torch.randn(4, 2, 3))[0].sum().backward()
-    assert fused.factor_store.spare is not None
-    assert copy.deepcopy(fused).factor_store.spare is None
 
 
 def test_uses_onednn_on_cpu_float32(monkeypatch):

@@ -1,17 +1,17 @@
-"""The mixers' chunked layers (macpo.nn.qmix_mixer, macpo.nn.central_q, macpo.nn.fast_linear.data_linear)
+"""The mixers' chunked layers (macpo.nn.qmix_mixer, macpo.nn.central_q, macpo.nn.kernels.matmul.data_linear)
 compute what their written-out layers compute, forward and every gradient, with less memory."""
 
 import pytest
 import torch
 
-from macpo.nn import fast_linear
 from macpo.nn.central_q import CentralMixer
+from macpo.nn.kernels import matmul as fast_linear
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_qmix_monotonic_mix_equals_the_written_out_layer(dtype):
     """QMIX's first mixing layer (kept as w alone, by chunks) = (q·|w|).sum + b, values and gradients."""
-    from macpo.nn.qmix_mixer import _MonotonicMix
+    from macpo.nn.kernels.mixers import _MonotonicMix
 
     g = torch.Generator().manual_seed(0)
     m = 3 * fast_linear.ROWS_PER_CHUNK + 5  # several chunks and a ragged last one
@@ -111,10 +111,13 @@ def test_central_mixer_under_bf16_autocast():
 
 def test_onednn_kernel_caches_are_bounded():
     """Matmuls of ever new row counts (packed SMAC batches) do not grow the process without bound:
-    importing macpo.nn.fast_linear caps oneDNN's and ideep's per-shape kernel caches (~0.2 MB a shape otherwise)."""
+    ``cap_kernel_caches`` (called as a run starts) caps oneDNN's and ideep's per-shape kernel caches
+    (~0.2 MB a shape otherwise)."""
     code = """
 import ctypes, torch
-import macpo.nn.fast_linear as fg
+import macpo.nn.kernels.matmul as fg
+from macpo.nn.kernels import cap_kernel_caches
+cap_kernel_caches()
 if not fg.USE_ONEDNN:
     print("skip"); raise SystemExit
 libc = ctypes.CDLL("libc.so.6")

@@ -17,13 +17,14 @@ from macpo.algos.qmix import QMIX
 from macpo.algos.qplex import QPLEX
 from macpo.algos.wqmix import WQMIX
 from macpo.envs.base import EnvInfo, FixedInfoEnv
-from macpo.nn import fast_linear, fused_gru
-from macpo.nn.agent import agent_inputs
 from macpo.nn.fused_gru import FusedGRU
+from macpo.nn.kernels import gru as fused_gru
+from macpo.nn.kernels import matmul as fast_linear
 from macpo.nn.packing import EpisodePacking
-from macpo.nn.targets import td_lambda_targets
 from macpo.replay.samplers.macpo import MacpoSampler
 from macpo.replay.samplers.uniform import UniformSampler
+from tests.helpers import reference_agent_inputs as agent_inputs
+from tests.helpers import reference_td_lambda_targets as td_lambda_targets
 
 INFO = EnvInfo(n_agents=3, n_actions=5, obs_shape=7, state_shape=9, episode_limit=9)
 LENGTHS = [9, 1, 4, 1, 9, 3, 6]  # transitions per episode; the final observation follows each

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from macpo.nn.targets import td_lambda_targets
-from tests.helpers import brute_force_lambda_return
+from tests.helpers import brute_force_lambda_return, td_lambda_targets
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.6, 1.0])

@@ -338,12 +338,6 @@ def test_learner_updates_equal_those_on_the_unpacked_batch(make, game):
         assert torch.equal(batch[k][real], reference[k][real]), k
     assert any(not torch.equal(batch[k], reference[k]) for k in batch), "no padding in this test's batch"
     algo = make(FixedInfoEnv(info))
-    if isinstance(algo, FOP):
-        # FOP's attention regulariser averages the squared logits over every [b, T] row, padding
-        # included (as the public code does over its zero-padded batches): its update reads the state
-        # after an episode's end, which the unpacked buffer held as the frozen envs left it. With
-        # only that set to zero, the update is the same (all other fields keep their padding).
-        reference["state"] = reference["state"] * real[..., None]
     if isinstance(algo, DOP):
         algo.recent.insert(batches[0])  # DOP's own recent episodes (the same for both updates)
     twin = copy.deepcopy(algo)

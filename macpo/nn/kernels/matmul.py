@@ -1,32 +1,24 @@
 """The learners' CPU matmuls: oneDNN where it is faster, ``addmm`` elsewhere.
 
-- kernels (``_linear``, ``_linear_add``, ``_linear_relu``, ``_mm_into``) shared by the fused GRU
-  (``macpo.nn.fused_gru``) and the mixers: ``nn.Linear`` on CPU calls MKL's sgemm, which stays on
-  AVX2 on this project's AMD CPUs; oneDNN's linear runs AVX-512 kernels and measured ~2× faster at
-  the learners' sizes (thousands of rows × 32–512 features), with ReLU or an addition fused in;
+- kernels (``_linear``, ``_linear_add``, ``_linear_relu``, ``_mm_into``) shared by the GRU walk
+  (``macpo.nn.kernels.gru``) and the mixers' kernels: ``nn.Linear`` on CPU calls MKL's sgemm, which
+  stays on AVX2 on this project's AMD CPUs; oneDNN's linear runs AVX-512 kernels and measured ~2×
+  faster at the learners' sizes (thousands of rows × 32–512 features), with ReLU or an addition fused in;
 - ``linear``: F.linear through those kernels, for the mixers' layers (the weight gradient stays an
   MKL ``mm``: its transposed operands would need copies for oneDNN);
 - ``data_linear``: a layer reading replay data (the state) kept in its storage dtype.
 
-Same values up to float rounding; under autocast, on other devices or for few rows it is ``F.linear``.
+Same values up to float rounding; under autocast, on other devices, for few rows or with
+``nn.kernels=torch`` (``macpo.nn.kernels``) ``linear`` and ``data_linear`` are ``F.linear``.
+The size of oneDNN's kernel caches is set by ``macpo.nn.kernels.cap_kernel_caches``.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
-# oneDNN and PyTorch's ideep layer over it each cache one compiled kernel per matmul shape, 1024
-# apiece by default at ~0.2 MB per shape. Packed SMAC batches change their row counts every update,
-# so a run's memory grew by ~450 MB until the caches filled (MMM2 QMIX updates, 120 of them). An
-# MMM2 update meets ~10 new shapes and ~400 calls; with 128 entries it ran as fast (0.32–0.37 s,
-# as with 256 or 1024) and the process stayed ~450 MB smaller (64 entries: ~5% slower).
-# The libraries read these at their first use: set here, before any call, unless the user has.
-ONEDNN_CACHE_CAPACITY = "128"
-for _cache in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
-    os.environ.setdefault(_cache, ONEDNN_CACHE_CAPACITY)
+from macpo.nn import kernels
 
 try:  # oneDNN's linear, present in x86 (and oneDNN-enabled ARM) builds of PyTorch
     _onednn_linear = torch.ops.mkldnn._linear_pointwise
@@ -112,7 +104,8 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     """x [*, K] @ wᵀ (w [N, K]) + b → [*, N], like ``F.linear``."""
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
-    if torch.is_autocast_enabled(x.device.type) or x.dtype != w.dtype or flat.stride(-1) != 1 or not _fast_path(flat):
+    if (not kernels.enabled() or torch.is_autocast_enabled(x.device.type) or x.dtype != w.dtype
+            or flat.stride(-1) != 1 or not _fast_path(flat)):  # fmt: skip
         return F.linear(x, w, b)
     return _OneDNNLinear.apply(flat, w, b).view(*lead, w.shape[0])
 
@@ -153,16 +146,18 @@ class _DataLinear(torch.autograd.Function):
             dw = dw.to(ctx.w_dtype)
         elif need_w:  # bfloat16: one matmul (a cast copy of x while it runs), as autocast's F.linear does
             dw = (grad.t() @ x.to(ctx.cd)).to(ctx.w_dtype)
-        db = grad.sum(0, dtype=torch.float32).to(ctx.w_dtype) if need_b and ctx.has_bias else None
+        acc = torch.promote_types(ctx.cd, torch.float32)  # bias sums in float32 or wider
+        db = grad.sum(0, dtype=acc).to(ctx.w_dtype) if need_b and ctx.has_bias else None
         return None, dw, db, None
 
 
 def data_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     """``linear`` for an input that is data, not an activation: x [*, K] in its storage dtype (uint8,
     float16, ...) → [*, N] in the compute dtype (w's, or autocast's), never holding a float copy of x.
-    An x that needs a gradient, or one off the CPU, takes ``linear`` on a cast copy."""
+    An x that needs a gradient, one off the CPU, or any with ``nn.kernels=torch`` takes ``linear`` on a
+    cast copy."""
     cd = compute_dtype(w)
-    if x.requires_grad or x.device.type != "cpu":
+    if x.requires_grad or x.device.type != "cpu" or not kernels.enabled():
         return linear(x.to(w.dtype), w, b)
     lead = x.shape[:-1]
     with torch.autocast("cpu", enabled=False):
