@@ -13,7 +13,7 @@ and aggregates it with rliable. What our runs become:
   win rates of different simulators are not comparable; ``pettingzoo``; else the ``env`` tag;
 - task: the SMAC map, ``<env>_p<punishment>`` on predator-prey, the module path on PettingZoo;
 - algorithm: the ``algo`` tag, ``algo+sampler`` when the sampler is not the algorithm's own
-  replay (uniform for the QMIX family, ``macpo`` for MAC-PO: ``conf/method/``);
+  replay (uniform for the QMIX family, ``macpo`` for MAC-PO: the sampler each ``conf/algo`` yaml names);
 - run: the seed; a step: one greedy evaluation, ``step_count`` in environment steps;
 - metrics: ``return`` from ``test/return_mean`` and, where logged, ``win_rate`` (a fraction) from
   ``test/battle_won_mean``. We log the mean over the test episodes only, so each list has one
@@ -57,7 +57,7 @@ from analysis.tables import final_scores
 
 #: our metric name → marl-eval's metric name
 EXPORTED_METRICS = {TEST_RETURN: "return", WIN_RATE: "win_rate"}
-#: an algorithm's own replay sampler where it is not uniform (the pairings of conf/method/)
+#: an algorithm's own replay sampler where it is not uniform (the pairings the conf/algo yamls name)
 OWN_SAMPLER = {"macpo": "macpo"}
 ABSOLUTE = "absolute_metrics"
 STEP_COUNT = "step_count"

@@ -22,7 +22,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "macpo.nn": (),
     "macpo.rollout": ("macpo.envs",),
     "macpo.replay": ("macpo.envs", "macpo.memory"),
-    "macpo.algos": ("macpo.envs", "macpo.nn", "macpo.replay", "macpo.rollout"),
+    "macpo.algos": ("macpo.config", "macpo.envs", "macpo.nn", "macpo.replay", "macpo.rollout"),
     "macpo.runs": LIBRARY_BELOW_RUNS,
     "macpo.train": ("macpo.config", "macpo.runs", "macpo.algos"),
     "macpo.tools": ("macpo",),

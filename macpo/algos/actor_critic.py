@@ -17,6 +17,7 @@ import torch
 
 from macpo.algos.base import LoopSettings, MarlAlgorithm, OptimiserSpec
 from macpo.algos.policy import CategoricalPolicy, available_softmax
+from macpo.config.schema import ActorCriticConfig
 from macpo.envs.base import BatchedEnv
 from macpo.nn.soft_targets import linear_schedule
 from macpo.replay.samplers.base import Sampler
@@ -25,29 +26,13 @@ from macpo.replay.samplers.base import Sampler
 class ActorCritic(MarlAlgorithm, abstract=True):
     """Stochastic shared-parameter actors with an annealed ε-floor; subclasses add critics and losses."""
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        name: str,
-        gamma: float = 0.99,
-        grad_clip: float = 10.0,
-        epsilon_start: float = 0.5,
-        epsilon_finish: float = 0.05,
-        epsilon_anneal_time: int = 100_000,
-        optim_alpha: float = 0.99,
-        optim_eps: float = 1e-5,
-    ) -> None:
-        super().__init__(train_env, sampler, loop)
-        for key, value in (("epsilon_start", epsilon_start), ("epsilon_finish", epsilon_finish)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"algo.{key} must lie in [0, 1] (a probability floor), got {value}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"algo.gamma must lie in [0, 1], got {gamma}")
-        self.name, self.gamma, self.grad_clip = name, gamma, grad_clip
-        self.eps_start, self.eps_finish, self.eps_time = epsilon_start, epsilon_finish, epsilon_anneal_time
-        self.optim_options = {"alpha": optim_alpha, "eps": optim_eps}
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: ActorCriticConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        cfg = self.cfg
+        self.lr, self.gamma, self.td_lambda, self.grad_clip = cfg.lr, cfg.gamma, cfg.td_lambda, cfg.grad_clip
+        self.eps_start, self.eps_finish, self.eps_time = cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time
+        self.optim_options = {"alpha": cfg.optim_alpha, "eps": cfg.optim_eps}
 
     @abstractmethod
     def acting_actor(self) -> torch.nn.Module:

@@ -17,6 +17,7 @@ when the class is created (LightningModule has no ABCMeta). Intermediate bases d
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 import math
@@ -164,6 +165,11 @@ class MarlAlgorithm(pl.LightningModule):
     provides: ClassVar[frozenset[str]] = frozenset()
     #: True: trains on the episodes just collected (no replay buffer, uniform sampler only)
     on_policy: ClassVar[bool] = False
+    #: the dataclass of this algorithm's hyperparameters (``macpo.config.schema``), received as
+    #: ``cfg``; None for an algorithm that has none
+    config_class: ClassVar[type | None] = None
+    #: the ``conf/algo`` option whose values an algorithm built without a ``cfg`` takes
+    preset: ClassVar[str | None] = None
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -180,11 +186,12 @@ class MarlAlgorithm(pl.LightningModule):
                 f"implement them, or declare class {cls.__name__}(..., abstract=True) for an intermediate base"
             )
 
-    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings) -> None:
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings, cfg=None, **overrides) -> None:
         super().__init__()
         problem = self.sampler_problem(sampler)
         if problem:
             raise ValueError(problem)
+        self.cfg = self.make_config(cfg, **overrides)
         if loop.max_nonfinite_streak < 1:
             raise ValueError(f"max_nonfinite_streak must be >= 1, got {loop.max_nonfinite_streak}")
         self.automatic_optimization = False
@@ -205,6 +212,52 @@ class MarlAlgorithm(pl.LightningModule):
         self._optimiser_names: list[str] = []
         self._standalone_optimisers: dict[str, torch.optim.Optimizer] | None = None
         self._signals: Signals | None = None
+
+    @classmethod
+    def from_config(cls, node, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings) -> MarlAlgorithm:
+        """Build from the composed ``algo`` node: its dataclass as ``cfg`` (a class with no
+        ``config_class`` takes the node's keys as keyword arguments)."""
+        from omegaconf import OmegaConf
+
+        if cls.config_class is None:
+            keys = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
+            return cls(train_env, sampler, loop, **keys)
+        return cls(train_env, sampler, loop, cfg=OmegaConf.to_object(node))
+
+    @classmethod
+    def make_config(cls, cfg=None, **overrides):
+        """The hyperparameters an instance trains with, checked: ``cfg`` (an instance of
+        ``config_class``; by default the values of ``conf/algo/<preset>.yaml``) with ``overrides``
+        (field → value). Given every field as a keyword (``hydra.utils.instantiate``), no yaml is read.
+        """
+        if cls.config_class is None:
+            if cfg is not None or overrides:
+                raise TypeError(f"{cls.__name__} takes no hyperparameters (it has no config_class)")
+            return None
+        names = {f.name for f in dataclasses.fields(cls.config_class)}
+        for key in overrides:
+            if key not in names:
+                raise TypeError(f"algo.{key}: not a parameter of {cls.__name__} "
+                                f"(it takes {', '.join(sorted(names - {'_target_'}))})")  # fmt: skip
+        if cfg is None and names - set(overrides) <= {"_target_"}:
+            cfg, overrides = cls.config_class(**{"_target_": f"{cls.__module__}.{cls.__qualname__}", **overrides}), {}
+        elif cfg is None:
+            from macpo.config import algo_preset
+
+            cfg = algo_preset(cls.preset)
+        if type(cfg) is not cls.config_class:
+            raise TypeError(f"{cls.__name__} takes a {cls.config_class.__name__} as cfg, got {type(cfg).__name__}")
+        cfg = dataclasses.replace(cfg, **overrides)
+        cls.check_hparams(cfg)
+        return cfg
+
+    @classmethod
+    def check_hparams(cls, cfg) -> None:
+        """Refuse hyperparameters this class cannot train with (a ``ValueError`` naming the key):
+        the ranges and choices its dataclass declares; a subclass adds rules that tie keys together."""
+        from macpo.config import check_fields
+
+        check_fields(cfg, "algo.")
 
     @classmethod
     def sampler_problem(cls, sampler: Sampler) -> str | None:

@@ -20,6 +20,7 @@ import torch
 
 from macpo.algos.actor_critic import ActorCritic
 from macpo.algos.base import LoopSettings, LossOutput, OptimiserSpec, PackedBatch
+from macpo.config.schema import DopConfig
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import RNNAgent
 from macpo.nn.dop_critic import AgentCritic, LinearMixer, critic_inputs, decomposed_advantages
@@ -71,49 +72,32 @@ class RecordingCollector(Collector):
 class DOP(ActorCritic):
     provides = frozenset({"td"})
     on_policy = False
+    config_class = DopConfig
+    preset = "dop"
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        name: str = "dop",
-        lr: float = 5e-4,
-        critic_lr: float = 1e-4,
-        gamma: float = 0.99,
-        td_lambda: float = 0.8,
-        tb_lambda: float = 0.93,
-        tree_backup_steps: int = 5,
-        on_buffer_size: int = 32,
-        on_batch_size: int = 16,
-        agent_hidden_dim: int = 64,
-        critic_hidden_dim: int = 256,
-        mixer_embed_dim: int = 32,
-        grad_clip: float = 10.0,
-        epsilon_start: float = 0.5,
-        epsilon_finish: float = 0.05,
-        epsilon_anneal_time: int = 500_000,
-        optim_alpha: float = 0.99,
-        optim_eps: float = 1e-5,
-    ) -> None:
-        super().__init__(train_env, sampler, loop, name, gamma, grad_clip, epsilon_start, epsilon_finish,
-                         epsilon_anneal_time, optim_alpha, optim_eps)  # fmt: skip
-        if tree_backup_steps < 1:
-            raise ValueError(f"algo.tree_backup_steps must be >= 1, got {tree_backup_steps}")
-        if not 1 <= on_batch_size <= on_buffer_size:
-            raise ValueError(
-                f"algo.on_batch_size must lie in [1, algo.on_buffer_size={on_buffer_size}], got {on_batch_size}"
-            )
-        self.lr, self.critic_lr, self.td_lambda, self.tb_lambda = lr, critic_lr, td_lambda, tb_lambda
-        self.tree_backup_steps, self.on_batch_size = tree_backup_steps, on_batch_size
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: DopConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        cfg = self.cfg
+        self.critic_lr, self.tb_lambda = cfg.critic_lr, cfg.tb_lambda
+        self.tree_backup_steps, self.on_batch_size = cfg.tree_backup_steps, cfg.on_batch_size
         n, a, o, s = self.info.n_agents, self.info.n_actions, self.info.obs_shape, self.info.state_shape
-        self.actor = RNNAgent(o + a + n, a, agent_hidden_dim)
-        self.critic = AgentCritic(s + o + n, a, critic_hidden_dim)
-        self.mixer = LinearMixer(n, s, mixer_embed_dim)
+        self.actor = RNNAgent(o + a + n, a, cfg.agent_hidden_dim)
+        self.critic = AgentCritic(s + o + n, a, cfg.critic_hidden_dim)
+        self.mixer = LinearMixer(n, s, cfg.mixer_embed_dim)
         self.add_target("critic")
         self.add_target("mixer")
-        self.recent = RecentEpisodes(on_buffer_size, EpisodeBuffer(on_buffer_size, self.info, train_env.device))
+        capacity = cfg.on_buffer_size
+        self.recent = RecentEpisodes(capacity, EpisodeBuffer(capacity, self.info, train_env.device))
         self.collector = RecordingCollector(train_env, self.recent.insert)
+
+    @classmethod
+    def check_hparams(cls, cfg: DopConfig) -> None:
+        super().check_hparams(cfg)
+        if not 1 <= cfg.on_batch_size <= cfg.on_buffer_size:
+            raise ValueError(
+                f"algo.on_batch_size must lie in [1, algo.on_buffer_size={cfg.on_buffer_size}], got {cfg.on_batch_size}"
+            )
 
     def acting_actor(self) -> torch.nn.Module:
         return self.actor

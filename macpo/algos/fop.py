@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from macpo.algos.actor_critic import ActorCritic
 from macpo.algos.base import LoopSettings, LossOutput, OptimiserSpec, PackedBatch
+from macpo.config.schema import FopConfig
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import RNNAgent
 from macpo.nn.fop_mixer import FOPMixer
@@ -34,45 +35,30 @@ from macpo.replay.samplers.base import Sampler
 class FOP(ActorCritic):
     provides = frozenset({"td"})
     on_policy = False
+    config_class = FopConfig
+    preset = "fop"
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        name: str = "fop",
-        lr: float = 5e-4,
-        critic_lr: float = 5e-4,
-        gamma: float = 0.99,
-        td_lambda: float = 0.8,
-        alpha_start: float = 0.5,
-        alpha_finish: float = 0.05,
-        alpha_anneal_time: int = 90_000,
-        agent_hidden_dim: int = 64,
-        mixer_embed_dim: int = 32,
-        hypernet_dim: int = 64,
-        n_heads: int = 4,
-        attend_reg_coef: float = 1e-3,
-        grad_clip: float = 10.0,
-        epsilon_start: float = 0.0,
-        epsilon_finish: float = 0.0,
-        epsilon_anneal_time: int = 50_000,
-        optim_alpha: float = 0.99,
-        optim_eps: float = 1e-5,
-    ) -> None:
-        super().__init__(train_env, sampler, loop, name, gamma, grad_clip, epsilon_start, epsilon_finish,
-                         epsilon_anneal_time, optim_alpha, optim_eps)  # fmt: skip
-        if not (alpha_start > 0 and alpha_finish > 0):
-            raise ValueError(f"algo.alpha_start and algo.alpha_finish must be > 0, got {alpha_start}, {alpha_finish}")
-        self.lr, self.critic_lr, self.td_lambda = lr, critic_lr, td_lambda
-        self.alpha_start, self.alpha_finish, self.alpha_time = alpha_start, alpha_finish, alpha_anneal_time
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: FopConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        cfg = self.cfg
+        self.critic_lr = cfg.critic_lr
+        self.alpha_start, self.alpha_finish, self.alpha_time = cfg.alpha_start, cfg.alpha_finish, cfg.alpha_anneal_time
         n, a, o, s = self.info.n_agents, self.info.n_actions, self.info.obs_shape, self.info.state_shape
-        self.actor = RNNAgent(o + a + n, a, agent_hidden_dim)
+        self.actor = RNNAgent(o + a + n, a, cfg.agent_hidden_dim)
         for i in (1, 2):
-            setattr(self, f"critic{i}", RNNAgent(o + a + n, a, agent_hidden_dim))
-            setattr(self, f"mixer{i}", FOPMixer(n, a, s, mixer_embed_dim, hypernet_dim, n_heads, attend_reg_coef))
+            setattr(self, f"critic{i}", RNNAgent(o + a + n, a, cfg.agent_hidden_dim))
+            setattr(self, f"mixer{i}", FOPMixer(n, a, s, cfg.mixer_embed_dim, cfg.hypernet_dim, cfg.n_heads,
+                                                cfg.attend_reg_coef))  # fmt: skip
             self.add_target(f"critic{i}")
             self.add_target(f"mixer{i}")
+
+    @classmethod
+    def check_hparams(cls, cfg: FopConfig) -> None:
+        start, finish = cfg.alpha_start, cfg.alpha_finish
+        if not (start > 0 and finish > 0):
+            raise ValueError(f"algo.alpha_start and algo.alpha_finish must be > 0, got {start}, {finish}")
+        super().check_hparams(cfg)
 
     def acting_actor(self) -> torch.nn.Module:
         return self.actor

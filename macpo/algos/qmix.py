@@ -10,6 +10,7 @@ import torch
 
 from macpo.algos.base import LoopSettings, PackedBatch
 from macpo.algos.value_based import ValueDecomposition, ValueForward
+from macpo.config.schema import QmixConfig
 from macpo.envs.base import BatchedEnv
 from macpo.nn.qmix_mixer import QMixer
 from macpo.replay.samplers.base import Sampler
@@ -17,32 +18,13 @@ from macpo.replay.samplers.base import Sampler
 
 class QMIX(ValueDecomposition):
     provides = frozenset({"td", "pi"})
+    config_class = QmixConfig
+    preset = "qmix"
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        name: str = "qmix",
-        lr: float = 1e-3,
-        gamma: float = 0.99,
-        td_lambda: float = 0.6,
-        double_q: bool = True,
-        agent_hidden_dim: int = 64,
-        mixer_embed_dim: int = 32,
-        hypernet_dim: int = 64,
-        agent_q_clamp: list[float] | None = None,
-        grad_clip: float = 10.0,
-        epsilon_start: float = 1.0,
-        epsilon_finish: float = 0.05,
-        epsilon_anneal_time: int = 100_000,
-    ) -> None:
-        super().__init__(
-            train_env, sampler, loop, name=name, lr=lr, gamma=gamma, td_lambda=td_lambda, double_q=double_q,
-            agent_hidden_dim=agent_hidden_dim, agent_q_clamp=agent_q_clamp, grad_clip=grad_clip,
-            epsilon_start=epsilon_start, epsilon_finish=epsilon_finish, epsilon_anneal_time=epsilon_anneal_time,
-        )  # fmt: skip
-        self.mixer = QMixer(self.info.n_agents, self.info.state_shape, mixer_embed_dim, hypernet_dim)
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: QmixConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        self.mixer = QMixer(self.info.n_agents, self.info.state_shape, self.cfg.mixer_embed_dim, self.cfg.hypernet_dim)
         self.add_target("agent")
         self.add_target("mixer")
 

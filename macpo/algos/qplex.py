@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from macpo.algos.base import LoopSettings, PackedBatch
+from macpo.algos.base import LoopSettings, OptimiserSpec, PackedBatch
 from macpo.algos.value_based import ValueDecomposition, ValueForward
+from macpo.config.schema import QplexConfig
 from macpo.envs.base import BatchedEnv
 from macpo.nn.qplex_mixer import DuplexDuelingMixer
 from macpo.replay.samplers.base import Sampler
@@ -22,44 +23,28 @@ from macpo.replay.samplers.base import Sampler
 
 class QPLEX(ValueDecomposition):
     provides = frozenset({"td", "pi"})
+    config_class = QplexConfig
+    preset = "qplex"
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        name: str = "qplex",
-        lr: float = 5e-4,
-        gamma: float = 0.99,
-        td_lambda: float = 0.0,
-        double_q: bool = True,
-        agent_hidden_dim: int = 64,
-        hypernet_embed: int = 64,
-        num_kernel: int = 4,
-        adv_hypernet_layers: int = 1,
-        adv_hypernet_embed: int = 64,
-        weighted_head: bool = True,
-        agent_q_clamp: list[float] | None = None,
-        grad_clip: float = 10.0,
-        epsilon_start: float = 1.0,
-        epsilon_finish: float = 0.05,
-        epsilon_anneal_time: int = 50_000,
-        optimiser: str = "rmsprop",
-        optimiser_options: dict | None = None,
-    ) -> None:
-        super().__init__(
-            train_env, sampler, loop, name=name, lr=lr, gamma=gamma, td_lambda=td_lambda, double_q=double_q,
-            agent_hidden_dim=agent_hidden_dim, agent_q_clamp=agent_q_clamp, grad_clip=grad_clip,
-            epsilon_start=epsilon_start, epsilon_finish=epsilon_finish, epsilon_anneal_time=epsilon_anneal_time,
-            optimiser=optimiser, optimiser_options=optimiser_options,
-        )  # fmt: skip
-        info = self.info
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: QplexConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        cfg, info = self.cfg, self.info
+        self.optimiser_kind, self.optimiser_options = cfg.optimiser, dict(cfg.optimiser_options or {})
         self.mixer = DuplexDuelingMixer(
-            info.n_agents, info.n_actions, info.state_shape, hypernet_embed, num_kernel,
-            adv_hypernet_layers, adv_hypernet_embed, weighted_head,
+            info.n_agents, info.n_actions, info.state_shape, cfg.hypernet_embed, cfg.num_kernel,
+            cfg.adv_hypernet_layers, cfg.adv_hypernet_embed, cfg.weighted_head,
         )  # fmt: skip
         self.add_target("agent")
         self.add_target("mixer")
+
+    @classmethod
+    def check_hparams(cls, cfg: QplexConfig) -> None:
+        super().check_hparams(cfg)
+        try:  # an optimiser torch does not have, or options it does not take, fail here
+            OptimiserSpec([], cfg.lr, kind=cfg.optimiser, options=dict(cfg.optimiser_options or {}))
+        except ValueError as error:
+            raise ValueError(f"algo.optimiser: {error}") from None
 
     @staticmethod
     def greedy_values(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from macpo.algos.base import LoopSettings, LossOutput, MarlAlgorithm, OptimiserSpec, PackedBatch
 from macpo.algos.policy import EpsilonGreedyPolicy
+from macpo.config.schema import ValueBasedConfig
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import RNNAgent
 from macpo.replay.samplers.base import Sampler
@@ -45,33 +46,16 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
     td_loss_name: ClassVar[str] = "td_loss"
     scheme_weight_name: ClassVar[str] = "scheme_weight_mean"
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        name: str,
-        lr: float = 1e-3,
-        gamma: float = 0.99,
-        td_lambda: float = 0.6,
-        double_q: bool = True,
-        agent_hidden_dim: int = 64,
-        agent_q_clamp: list[float] | None = None,
-        grad_clip: float = 10.0,
-        epsilon_start: float = 1.0,
-        epsilon_finish: float = 0.05,
-        epsilon_anneal_time: int = 100_000,
-        optimiser: str = "adam",
-        optimiser_options: dict | None = None,
-    ) -> None:
-        super().__init__(train_env, sampler, loop)
-        self.name, self.lr, self.gamma, self.td_lambda = name, lr, gamma, td_lambda
-        self.double_q, self.grad_clip = double_q, grad_clip
-        self.optimiser_kind, self.optimiser_options = optimiser, dict(optimiser_options or {})
-        OptimiserSpec([], lr, kind=optimiser, options=self.optimiser_options)  # bad settings fail here
-        self.eps_start, self.eps_finish, self.eps_time = epsilon_start, epsilon_finish, max(1, epsilon_anneal_time)
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: ValueBasedConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        cfg = self.cfg
+        self.lr, self.gamma, self.td_lambda = cfg.lr, cfg.gamma, cfg.td_lambda
+        self.double_q, self.grad_clip = cfg.double_q, cfg.grad_clip
+        self.optimiser_kind, self.optimiser_options = "adam", {}  # QPLEX configures its own
+        self.eps_start, self.eps_finish, self.eps_time = cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time
         n, a, o = self.info.n_agents, self.info.n_actions, self.info.obs_shape
-        self.agent = RNNAgent(o + a + n, a, agent_hidden_dim, agent_q_clamp)
+        self.agent = RNNAgent(o + a + n, a, cfg.agent_hidden_dim, cfg.agent_q_clamp)
 
     # ---- to implement -----------------------------------------------------------------
     @abstractmethod

@@ -13,6 +13,7 @@ import torch
 
 from macpo.algos.actor_critic import ActorCritic
 from macpo.algos.base import LoopSettings, LossOutput, OptimiserSpec, PackedBatch
+from macpo.config.schema import VdacConfig
 from macpo.envs.base import BatchedEnv
 from macpo.nn.policy_head import categorical_entropy, taken_log_probs
 from macpo.nn.qmix_mixer import QMixer
@@ -23,34 +24,17 @@ from macpo.replay.samplers.base import Sampler
 class VDAC(ActorCritic):
     provides = frozenset({"td"})
     on_policy = True
+    config_class = VdacConfig
+    preset = "vdac"
 
-    def __init__(
-        self,
-        train_env: BatchedEnv,
-        sampler: Sampler,
-        loop: LoopSettings,
-        name: str = "vdac",
-        lr: float = 5e-4,
-        gamma: float = 0.99,
-        td_lambda: float = 0.8,
-        vf_coef: float = 0.1,
-        ent_coef: float = 0.0,
-        agent_hidden_dim: int = 64,
-        mixer_embed_dim: int = 32,
-        hypernet_dim: int = 64,
-        grad_clip: float = 10.0,
-        epsilon_start: float = 0.5,
-        epsilon_finish: float = 0.01,
-        epsilon_anneal_time: int = 100_000,
-        optim_alpha: float = 0.99,
-        optim_eps: float = 1e-5,
-    ) -> None:
-        super().__init__(train_env, sampler, loop, name, gamma, grad_clip, epsilon_start, epsilon_finish,
-                         epsilon_anneal_time, optim_alpha, optim_eps)  # fmt: skip
-        self.lr, self.td_lambda, self.vf_coef, self.ent_coef = lr, td_lambda, vf_coef, ent_coef
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: VdacConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        cfg = self.cfg
+        self.vf_coef, self.ent_coef = cfg.vf_coef, cfg.ent_coef
         n, a, o, s = self.info.n_agents, self.info.n_actions, self.info.obs_shape, self.info.state_shape
-        self.agent = ActorCriticAgent(o + a + n, a, agent_hidden_dim)
-        self.mixer = QMixer(n, s, mixer_embed_dim, hypernet_dim)
+        self.agent = ActorCriticAgent(o + a + n, a, cfg.agent_hidden_dim)
+        self.mixer = QMixer(n, s, cfg.mixer_embed_dim, cfg.hypernet_dim)
 
     def acting_actor(self) -> torch.nn.Module:
         return self.agent

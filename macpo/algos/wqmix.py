@@ -14,42 +14,39 @@ from __future__ import annotations
 
 import torch
 
-from macpo.algos.base import PackedBatch
+from macpo.algos.base import LoopSettings, PackedBatch
 from macpo.algos.qmix import QMIX
 from macpo.algos.value_based import ValueForward
+from macpo.config.schema import CentralQConfig, WqmixConfig
+from macpo.envs.base import BatchedEnv
 from macpo.nn.central_q import CentralQ
-
-WEIGHTINGS = ("ow", "cw", "none")
+from macpo.replay.samplers.base import Sampler
 
 
 class WQMIX(QMIX):
     provides = frozenset({"td", "q_star", "pi"})
     td_loss_name = "qmix_loss"
     scheme_weight_name = "wqmix_weight_mean"
+    config_class = WqmixConfig
+    preset = "ow_qmix"
 
-    def __init__(
-        self,
-        *args,
-        weighting: str = "ow",
-        w: float = 0.5,
-        central_embed_dim: int = 256,
-        central_agent_hidden_dim: int = 64,
-        central_loss_coef: float = 1.0,
-        **kwargs,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"algo.weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        if not 0.0 < w <= 1.0:
-            raise ValueError(f"algo.w (the down-weighting α) must be in (0, 1], got {w}")
-        self.weighting, self.w, self.central_loss_coef = weighting, w, central_loss_coef
+    def __init__(self, train_env: BatchedEnv, sampler: Sampler, loop: LoopSettings,
+                 cfg: CentralQConfig | None = None, **overrides) -> None:  # fmt: skip
+        super().__init__(train_env, sampler, loop, cfg, **overrides)
+        cfg = self.cfg
+        self.central_loss_coef = cfg.central_loss_coef
         n, a, o, s = self.info.n_agents, self.info.n_actions, self.info.obs_shape, self.info.state_shape
-        self.central = CentralQ(o + a + n, n, a, s, central_agent_hidden_dim, central_embed_dim)
+        self.central = CentralQ(o + a + n, n, a, s, cfg.central_agent_hidden_dim, cfg.central_embed_dim)
         # the targets come from Q*: the QMIX mixer's target is never read, its agent's only without double-Q
         self.drop_target("mixer")
         if self.double_q:
             self.drop_target("agent")
         self.add_target("central")
+
+    @property
+    def weighting(self) -> str:
+        """ow | cw | none: which transitions the QMIX loss down-weights by α (``cfg.w``)."""
+        return self.cfg.weighting
 
     def qmix_weights(self, td, y, taken, greedy, q_star_greedy) -> torch.Tensor:
         """WQMIX's α-weights [*] for the QMIX loss (1 where the scheme keeps full weight).
@@ -58,10 +55,10 @@ class WQMIX(QMIX):
         if self.weighting == "none":
             return torch.ones_like(td)
         if self.weighting == "ow":
-            return torch.where(td < 0, torch.ones_like(td), torch.full_like(td, self.w))
+            return torch.where(td < 0, torch.ones_like(td), torch.full_like(td, self.cfg.w))
         is_greedy = (taken == greedy).all(-1)  # [*]
         keep = is_greedy | (y > q_star_greedy)
-        return torch.where(keep, torch.ones_like(td), torch.full_like(td, self.w))
+        return torch.where(keep, torch.ones_like(td), torch.full_like(td, self.cfg.w))
 
     def forward_values(self, ep: PackedBatch) -> ValueForward:
         fwd = super().forward_values(ep)

@@ -7,12 +7,14 @@ the ranges and choices declared in ``macpo.config.schema``. Both report the same
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import typing
 from collections.abc import Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from macpo.config.paths import CONF_DIR
@@ -49,6 +51,34 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
         raise ConfigError(message) from error
     check_config(cfg)
     return cfg
+
+
+def algo_targets() -> dict[str, str]:
+    """The options of ``conf/algo`` that are algorithms → the class each names (``algo._target_``, in
+    its own yaml or one it extends; ``base``, ``value_based`` and ``actor_critic`` hold shared values)."""
+
+    def target(name: str) -> str | None:
+        raw = OmegaConf.load(CONF_DIR / "algo" / f"{name}.yaml")
+        if OmegaConf.select(raw, "algo._target_"):
+            return str(raw.algo._target_)
+        parents = [d for d in raw.get("defaults", []) if isinstance(d, str) and d != "_self_" and "/" not in d]
+        return target(parents[0]) if parents else None
+
+    targets = {p.stem: target(p.stem) for p in sorted((CONF_DIR / "algo").glob("*.yaml"))}
+    return {name: t for name, t in targets.items() if t}
+
+
+def algo_preset(name: str):
+    """The hyperparameters of ``conf/algo/<name>.yaml`` as its schema dataclass (a fresh copy).
+
+    What an algorithm built in Python without a ``cfg`` trains with (tests, benchmarks).
+    """
+    return copy.deepcopy(_algo_preset(name))
+
+
+@functools.cache
+def _algo_preset(name: str):
+    return OmegaConf.to_object(compose([f"algo={name}"]).algo)
 
 
 # ---- what a field expects -----------------------------------------------------------------
@@ -138,6 +168,16 @@ def check_config(cfg: DictConfig) -> None:
     _check_node(cfg, "")
 
 
+def check_fields(obj, prefix: str = "") -> None:
+    """The ranges and choices a schema dataclass declares, on an instance of it (``algo.w: ...``)."""
+    for name, (tp, rules) in _fields(type(obj)).items():
+        value = getattr(obj, name)
+        if isinstance(value, str) and value == MISSING:
+            raise ConfigError(f"{prefix}{name}: no value given")
+        if rules and _violates(value, rules):
+            raise ConfigError(f"{prefix}{name}: expected {expectation(tp, rules)}, got {_shown(value)}")
+
+
 def _check_node(node, prefix: str) -> None:
     if isinstance(node, ListConfig):
         return
@@ -170,13 +210,18 @@ def composition_error_message(error: BaseException) -> str | None:
     """One line for an error Hydra raised while composing, naming the key; None if not a config error."""
     from hydra.errors import CompactHydraException, MissingConfigException
 
-    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    cause, source = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error, None
+    if not isinstance(cause, OmegaConfBaseException) and isinstance(error.__context__, OmegaConfBaseException):
+        cause = error.__context__  # Hydra re-raises a config file's merge error unchained: "In 'group/option': ..."
+        source = str(error).split("'")[1] if str(error).startswith("In '") else None
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         full_key = str(cause.full_key)
         schema, name = getattr(cause, "object_type", None), str(getattr(cause, "key", "") or "")
         if dataclasses.is_dataclass(schema) and name in _fields(schema) and "not in" not in str(cause):
             tp, rules = _fields(schema)[name]
             return f"{full_key}: expected {expectation(tp, rules)}, got {_shown(getattr(cause, 'value', None))}"
+        if source and "not in" in _first_line(cause):  # e.g. a sampler preset setting a key this algo lacks
+            return f"{full_key}: no such key in {getattr(schema, '__name__', schema)} (conf/{source}.yaml sets it)"
         if "not in" in _first_line(cause) or "is not in struct" in _first_line(cause):
             return f"{full_key}: no such key (a new key is added with +{full_key}=...)"
         return f"{full_key}: {_first_line(cause)}"

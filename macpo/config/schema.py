@@ -5,11 +5,11 @@ yaml file names its schema in its defaults list (``- /schema/sampler/macpo@_here
 checked by OmegaConf while Hydra composes the config (``t_max=1.5`` fails there); ranges and
 choices (``metadata``) by ``macpo.config.checks.check_config`` right after.
 
-The ``env``, ``algo`` and ``sampler`` schemas are open: they type the keys they declare and let
-an option carry more (a new algorithm's yaml composes without touching this file; its extra
-keys reach its constructor, which checks them before anything is built). To type those keys
-too, add a dataclass below that extends the base and name it in the option's yaml (see
-``SCHEMAS`` at the end: the one place a schema is registered).
+The ``env`` and ``sampler`` schemas are open: they type the keys they declare and let an option
+carry more (its extra keys reach its constructor, which checks them before anything is built).
+To type those keys too, add a dataclass below that extends the base and name it in the option's
+yaml (see ``SCHEMAS`` at the end: the one place a schema is registered). The ``algo`` schemas are
+closed: every algorithm has a dataclass of its own, which its class receives (``config_class``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 # OmegaConf 2.3 deprecates dataclasses that subclass Dict; they are still the one way to type
-# some keys of a node while letting it carry others (the open env/algo/sampler schemas).
+# some keys of a node while letting it carry others (the open env and sampler schemas).
 warnings.filterwarnings("ignore", message=r".*subclasses `Dict`.*")
 
 
@@ -115,29 +115,51 @@ class PettingZooConfig(EnvConfig):
     episode_limit: Optional[int] = key(**POSITIVE)  # noqa: UP045
 
 
-# ---- algo -----------------------------------------------------------------------------------
+# ---- algo ----------------------------------------------------------------------------------
+# One dataclass per algorithm, holding only its own keys; the keys several algorithms share are
+# typed once, in a base or a mixin. The dataclass is both the schema of ``conf/algo/<name>.yaml``
+# (which gives every value) and what the algorithm class receives as ``cfg`` (``config_class``).
 @dataclass
-class AlgoConfig(Dict[str, Any]):  # noqa: UP006
-    """Every algorithm: the LightningModule class and the name tagged on the run."""
+class AlgoConfig:
+    """Every algorithm: its class, the name tagged on the run, and the keys all of them share."""
 
-    _target_: str = key(nonempty=True)
+    _target_: str = key(nonempty=True)  # the MarlAlgorithm subclass
     name: str = key(nonempty=True)
+    lr: float = key(gt=0.0)  # learning rate (of the actors, for the actor-critics)
+    gamma: float = key(**UNIT)
+    td_lambda: float = key(**UNIT)  # λ of the TD(λ) targets
+    agent_hidden_dim: int = key(**POSITIVE)  # GRU width of the shared agent network
+    grad_clip: float = key(gt=0.0)  # gradient-norm clip of every optimiser
+    epsilon_start: float = key(**UNIT)  # exploration ε (ε-greedy, or the actor-critics' ε-floor) ...
+    epsilon_finish: float = key(**UNIT)
+    epsilon_anneal_time: int = key(**POSITIVE)  # ... annealed linearly over this many env steps
 
 
 @dataclass
-class QmixConfig(AlgoConfig):
-    lr: float = key(gt=0.0)
-    gamma: float = key(**UNIT)
-    td_lambda: float = key(**UNIT)
-    double_q: bool = key()
-    agent_hidden_dim: int = key(**POSITIVE)
+class MixerConfig:
+    """Mixin: a mixing network."""
+
     mixer_embed_dim: int = key(**POSITIVE)
+
+
+@dataclass
+class HypernetMixerConfig(MixerConfig):
+    """Mixin: a mixer whose weights come from hypernetworks of the state."""
+
     hypernet_dim: int = key(**POSITIVE)
-    agent_q_clamp: Optional[List[float]] = key()  # noqa: UP006, UP045
-    grad_clip: float = key(gt=0.0)
-    epsilon_start: float = key(**UNIT)
-    epsilon_finish: float = key(**UNIT)
-    epsilon_anneal_time: int = key(**POSITIVE)
+
+
+@dataclass
+class ValueBasedConfig(AlgoConfig):
+    """ε-greedy value decomposition (``macpo.algos.value_based``)."""
+
+    double_q: bool = key()  # the online agents pick the target's greedy action
+    agent_q_clamp: Optional[List[float]] = key()  # noqa: UP006, UP045 - [lo, hi] on agent utilities
+
+
+@dataclass
+class QmixConfig(HypernetMixerConfig, ValueBasedConfig):
+    """QMIX: the value-based keys and its hypernetwork mixer's."""
 
 
 @dataclass
@@ -152,7 +174,57 @@ class CentralQConfig(QmixConfig):
 @dataclass
 class WqmixConfig(CentralQConfig):
     weighting: str = key(choices=("ow", "cw", "none"))
-    w: float = key(gt=0.0, le=1.0)
+    w: float = key(gt=0.0, le=1.0)  # the down-weighting α
+
+
+@dataclass
+class QplexConfig(ValueBasedConfig):
+    optimiser: str = key()  # adam | rmsprop (OptimiserSpec.KINDS)
+    optimiser_options: Optional[Dict[str, Any]] = key()  # noqa: UP006, UP045 - keywords of the torch optimiser
+    hypernet_embed: int = key(**POSITIVE)  # the w_i(s), b_i(s) transform networks
+    num_kernel: int = key(**POSITIVE)  # attention heads of λ_i(s, u)
+    adv_hypernet_layers: int = key(**POSITIVE)
+    adv_hypernet_embed: int = key(**POSITIVE)
+    weighted_head: bool = key()
+
+
+@dataclass
+class ActorCriticConfig(AlgoConfig):
+    """Stochastic actors with an ε-floor and pymarl's RMSprop (``macpo.algos.actor_critic``)."""
+
+    optim_alpha: float = key(**UNIT)  # RMSprop α
+    optim_eps: float = key(gt=0.0)  # RMSprop ε
+
+
+@dataclass
+class CriticLrConfig(ActorCriticConfig):
+    """Actor-critics whose critic has an optimiser of its own."""
+
+    critic_lr: float = key(gt=0.0)  # critic (+ mixer) learning rate
+
+
+@dataclass
+class DopConfig(MixerConfig, CriticLrConfig):
+    tb_lambda: float = key(**UNIT)  # tree-backup trace decay on replayed episodes
+    tree_backup_steps: int = key(**POSITIVE)  # n of the n-step tree backup
+    on_buffer_size: int = key(**POSITIVE)  # DOP's on-policy buffer of recent episodes
+    on_batch_size: int = key(**POSITIVE)  # episodes per update from it (≤ on_buffer_size)
+    critic_hidden_dim: int = key(**POSITIVE)
+
+
+@dataclass
+class FopConfig(HypernetMixerConfig, CriticLrConfig):
+    alpha_start: float = key()  # entropy temperature (> 0, FOP checks) ...
+    alpha_finish: float = key()
+    alpha_anneal_time: int = key(**POSITIVE)  # ... annealed linearly over this many env steps
+    n_heads: int = key(**POSITIVE)  # attention heads of the mixer
+    attend_reg_coef: float = key(ge=0.0)
+
+
+@dataclass
+class VdacConfig(HypernetMixerConfig, ActorCriticConfig):
+    vf_coef: float = key(ge=0.0)  # weight of the value loss
+    ent_coef: float = key(ge=0.0)  # entropy bonus
 
 
 # ---- sampler --------------------------------------------------------------------------------
@@ -201,7 +273,9 @@ class PserSamplerConfig(SamplerConfig):
 #: ConfigStore group -> {name: schema}. A yaml option uses one with ``- /schema/<group>/<name>@_here_``.
 SCHEMAS: dict[str, dict[str, type]] = {
     "schema/env": {"base": EnvConfig, "predator_prey": PredatorPreyConfig, "pettingzoo": PettingZooConfig},
-    "schema/algo": {"base": AlgoConfig, "qmix": QmixConfig, "central_q": CentralQConfig, "wqmix": WqmixConfig},
+    "schema/algo": {"base": AlgoConfig, "value_based": ValueBasedConfig, "actor_critic": ActorCriticConfig,
+                    "qmix": QmixConfig, "central_q": CentralQConfig, "wqmix": WqmixConfig, "qplex": QplexConfig,
+                    "dop": DopConfig, "fop": FopConfig, "vdac": VdacConfig},
     "schema/sampler": {"base": SamplerConfig, "boltzmann": BoltzmannSamplerConfig, "macpo": MacpoSamplerConfig,
                        "macpo_approx": MacpoApproxSamplerConfig, "pser": PserSamplerConfig},
 }  # fmt: skip
@@ -209,9 +283,15 @@ TRAIN_SCHEMA = "train_schema"
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore (idempotent; done on ``import macpo.config``)."""
+    """Put the schemas in Hydra's ConfigStore (idempotent; done on ``import macpo.config``), and
+    ``method=<algo>`` for every algorithm of ``conf/algo``: the same as ``algo=<algo>`` (which
+    brings the sampler the algorithm is paired with), the name the paper's grids use."""
+    from macpo.config.checks import algo_targets
+
     store = ConfigStore.instance()
     store.store(name=TRAIN_SCHEMA, node=TrainConfig)
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():
             store.store(group=group, name=name, node=node)
+    for name in algo_targets():
+        store.store(group="method", name=name, node={"defaults": [{"override /algo": name}]}, package="_global_")

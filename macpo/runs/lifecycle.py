@@ -160,12 +160,12 @@ def build_run(cfg: DictConfig, identity: str, run_dir: Path, uri: str, previous_
     sampler = hydra.utils.instantiate(cfg.sampler)
     env = make_env(cfg.env, cfg.batch_size_run, device, seed=cfg.seed)
     test_env = make_env(cfg.env, min(cfg.test_nepisode, TEST_BATCH_MAX), device, seed=cfg.seed + 10_000)
-    replay = make_datamodule(hydra.utils.get_class(cfg.algo._target_), env.env_info, sampler, cfg.buffer_size,
-                             cfg.batch_size, device, save_buffer=bool(cfg.checkpoint.save_buffer))  # fmt: skip
+    algo_cls = hydra.utils.get_class(cfg.algo._target_)
+    replay = make_datamodule(algo_cls, env.env_info, sampler, cfg.buffer_size, cfg.batch_size, device,
+                             save_buffer=bool(cfg.checkpoint.save_buffer))  # fmt: skip
     loop = LoopSettings(cfg.t_max, cfg.target_update_interval, cfg.log_interval,
                         max_nonfinite_streak=cfg.max_nonfinite_streak)  # fmt: skip
-    build_algo = hydra.utils.instantiate(cfg.algo, _partial_=True, _convert_="all")
-    algo = build_algo(train_env=env, sampler=sampler, loop=loop)
+    algo = algo_cls.from_config(cfg.algo, env, sampler, loop)
 
     logger = open_logger(cfg, identity, uri, previous_id) if cfg.logger.enabled else None
     evaluation = GreedyEvaluation(test_env, cfg.test_interval, cfg.test_nepisode, seed=cfg.seed + 20_000)

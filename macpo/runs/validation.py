@@ -8,6 +8,7 @@ message names the key; the CLI prints it as one line.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import os
@@ -17,7 +18,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from macpo.config import ConfigError, check_config
-from macpo.config.paths import CONF_DIR
 from macpo.runs.tracking import StoreError, check_tracking_uri
 
 #: hydra-launcher plugin package -> the command that installs it
@@ -26,8 +26,6 @@ LAUNCHER_INSTALL = {
     "hydra_plugins.hydra_submitit_launcher": 'pip install -e ".[dev]"  (or pip install hydra-submitit-launcher)',
     "hydra_plugins.hydra_ray_launcher": 'pip install -e ".[ray]"  (or pip install hydra-ray-launcher)',
 }
-#: algo keys read by the run rather than the constructor (exempt from the parameter check)
-UNCHECKED_ALGO_KEYS = ("on_policy",)
 #: env backends that are built only when the run starts (an external game or simulator)
 EXTERNAL_BACKENDS = ("sc2", "smax")
 
@@ -114,7 +112,7 @@ def _check_algo_and_sampler(cfg: DictConfig) -> None:
         algo_cls = hydra.utils.get_class(str(cfg.algo._target_))
     except Exception as error:
         raise ConfigError(f"algo._target_={cfg.algo._target_}: {_one_line(error)}") from None
-    _check_keywords("algo", cfg.algo, algo_cls, skip=("train_env", "sampler", "loop"))
+    _check_hparams(cfg.algo, algo_cls)
     try:
         sampler = hydra.utils.instantiate(cfg.sampler)
     except Exception as error:
@@ -131,26 +129,28 @@ def _check_algo_and_sampler(cfg: DictConfig) -> None:
         raise ConfigError(f"algo={cfg.algo.name}: {problem}")
 
 
-def _check_keywords(group: str, node: DictConfig, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Every key of ``node`` is a parameter of ``cls``'s constructor (following ``**kwargs`` up its bases)."""
-    accepted: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(vars(klass)["__init__"]).parameters
-        accepted |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            break
+def _check_hparams(node: DictConfig, cls: type) -> None:
+    """``node`` is typed by the dataclass ``cls`` takes, carries no other key, and passes the class's checks."""
+    schema = getattr(cls, "config_class", None)
+    if schema is None:  # a class that takes its keys as keyword arguments (a test double)
+        names = set(inspect.signature(cls.__init__).parameters) - {"self", "train_env", "sampler", "loop"}
     else:
-        return  # **kwargs all the way up: anything may be accepted
-    accepted -= {*skip, "self"}
+        names = {f.name for f in dataclasses.fields(schema)}
     for key in node:
-        if str(key) in UNCHECKED_ALGO_KEYS:
-            continue
-        if str(key) != "_target_" and str(key) not in accepted:
-            raise ConfigError(
-                f"{group}.{key}: not a parameter of {node._target_} (it takes {', '.join(sorted(accepted))})"
-            )
+        if str(key) not in names | {"_target_"}:
+            raise ConfigError(f"algo.{key}: not a parameter of {node._target_} "
+                              f"(it takes {', '.join(sorted(names - {'_target_'}))})")  # fmt: skip
+    if schema is None:
+        return
+    typed_as = OmegaConf.get_type(node)
+    if typed_as is not schema:
+        typed = getattr(typed_as, "__name__", typed_as)
+        raise ConfigError(f"algo={node.name}: {node._target_} takes a {schema.__name__}, but its yaml is typed as "
+                          f"{typed} (name the schema in its defaults list)")  # fmt: skip
+    try:
+        cls.check_hparams(OmegaConf.to_object(node))
+    except ValueError as error:
+        raise ConfigError(_one_line(error)) from None
 
 
 def _check_checkpoint_dir(cfg: DictConfig, base_dir) -> None:
@@ -183,18 +183,10 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
 
 
 def algorithm_classes() -> dict[str, type]:
-    """algo config name → class, read from ``conf/algo/*.yaml`` (following their defaults lists)."""
-    conf_dir = CONF_DIR / "algo"
+    """algo config name → class, for the algorithms of ``conf/algo`` (``macpo.config.checks.algo_targets``)."""
+    from macpo.config.checks import algo_targets
 
-    def target(name: str) -> str:
-        c = OmegaConf.load(conf_dir / f"{name}.yaml")
-        if "_target_" in c:
-            return c._target_
-        parents = [d for d in c.get("defaults", []) if isinstance(d, str) and d != "_self_" and "/" not in d]
-        return target(parents[0])
-
-    names = sorted(p.stem for p in conf_dir.glob("*.yaml"))
-    return {n: hydra.utils.get_class(target(n)) for n in names}
+    return {name: hydra.utils.get_class(target) for name, target in algo_targets().items()}
 
 
 def _one_line(error: BaseException) -> str:

@@ -106,8 +106,8 @@ def test_config_refuses_a_q_star_sampler_and_accepts_per(compose_cfg):
 
 
 def test_optimiser_choice_and_options_are_checked_at_construction():
-    assert isinstance(QPLEX(small_env(), UniformSampler(), LoopSettings(t_max=100), optimiser="adam")
-                      .optimisers()["q"].build(), torch.optim.Adam)  # fmt: skip
+    assert isinstance(QPLEX(small_env(), UniformSampler(), LoopSettings(t_max=100), optimiser="adam",
+                            optimiser_options=None).optimisers()["q"].build(), torch.optim.Adam)  # fmt: skip
     with pytest.raises(ValueError, match="do not suit adam"):
         QPLEX(small_env(), UniformSampler(), LoopSettings(t_max=100), optimiser="adam",
               optimiser_options={"alpha": 0.99, "eps": 1e-5})  # fmt: skip
