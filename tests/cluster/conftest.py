@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,13 +87,14 @@ class Daemon:
     name: str
     proc: subprocess.Popen
     log: Path
+    grace_s: float  # between SIGTERM and SIGKILL when stopped
 
     @classmethod
-    def start(cls, name: str, cmd: list[str], log: Path, env: dict | None = None) -> Daemon:
+    def start(cls, name: str, cmd: list[str], log: Path, env: dict, grace_s: float = 10.0) -> Daemon:
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, cwd=log.parent, start_new_session=True)  # fmt: skip
-        return cls(name, proc, log)
+        return cls(name, proc, log, grace_s)
 
     def wait_until(self, ready: Callable[[], bool], timeout_s: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -103,7 +105,7 @@ class Daemon:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        stop_session(self.proc.pid)
+        stop_session(self.proc.pid, self.grace_s)
         self.proc.wait(timeout=10)
 
 
@@ -169,7 +171,8 @@ def cluster(request):
             str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={ray_port}",
             f"--ray-client-server-port={free_port()}", f"--num-cpus={os.cpu_count()}", "--include-dashboard=false",
             "--disable-usage-stats", f"--temp-dir={root / 'ray'}",
-        ], root / "ray" / "head.log", env)  # fmt: skip
+        ], root / "ray" / "head.log", env, grace_s=2)  # fmt: skip
+        # (grace_s: Ray's GCS ignores SIGTERM)
         daemons.append(ray)
         up = subprocess.run([str(HERE / "slurm_up.sh"), str(slurm_dir)], env=dict(env, SLURM_CPUS=str(
             2 * os.cpu_count())), capture_output=True, text=True, timeout=START_TIMEOUT_S)  # fmt: skip
@@ -181,10 +184,11 @@ def cluster(request):
         ray.wait_until(lambda: "Ray runtime started" in ray.log.read_text(errors="replace"))
         yield Cluster(root, uri, f"127.0.0.1:{ray_port}", env)
         passed = not request.session.testsfailed
-    finally:
-        subprocess.run([str(HERE / "slurm_down.sh"), str(slurm_dir)], timeout=120)
-        for daemon in reversed(daemons):
-            daemon.stop()
+    finally:  # all at once
+        down = subprocess.Popen([str(HERE / "slurm_down.sh"), str(slurm_dir)])
+        with ThreadPoolExecutor() as pool:
+            list(pool.map(Daemon.stop, daemons))
+        down.wait(timeout=120)
         if not passed or os.environ.get("MACPO_CLUSTER_KEEP") == "1":
             print(f"\ncluster test files (logs, sweeps, stores): {root}")
         else:
@@ -211,8 +215,8 @@ class Sweep:
         return self.log.read_text(errors="replace")
 
     def job_ids(self) -> list[str]:
-        folder = self.dir / ".submitit"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        """SLURM ids of the submitted runs (``<id>``, or ``<array id>_<task>`` in an array)."""
+        return sorted(p.parent.name for p in self.dir.glob(".submitit/*/*_submitted.pkl"))
 
     def job_log(self, job_id: str) -> str:
         """A SLURM job's stdout and stderr (every segment: submitit appends after a requeue)."""

@@ -2,13 +2,14 @@
 
 ``make test-cluster`` (``tests/cluster/run.sh``) installs what it needs, starts the cluster
 (``conftest.py``) and runs this module. Every sweep is started at once (``sweeps``) and each test
-waits for its own, so the whole module takes about as long as its longest sweep, the preemption:
+waits for its own, so the whole module takes about as long as its longest sweep:
 
+- a job cancelled with ``scancel``: the sweep ends with an error naming the cancellation, the
+  run KILLED (not a hang: SLURM's accounting tells submitit the job is gone);
 - ``sweep=demo budget=smoke`` (4 runs) through ``hydra/launcher=slurm`` and ``hydra/launcher=ray``
   with the launcher configs as shipped: every run FINISHED in the MLflow server, which
   ``analysis.figures`` and ``analysis.export`` then read;
 - a job that raises: the sweep fails with the job's error, the run is FAILED;
-- a job cancelled with ``scancel``: the sweep ends with an error naming the cancellation;
 - a job past its SLURM time limit: signalled, checkpointed, requeued, resumed in the same MLflow
   run, whose curves hold exactly one value per logged step, and FINISHED.
 
@@ -39,6 +40,10 @@ DEMO_RUNS = {("macpo", "0"), ("macpo", "1"), ("qmix", "0"), ("qmix", "1")}  # sw
 ONE_RUN = ["env=predator_prey_demo", "budget=smoke", "method=qmix", "seed=0", "hydra/launcher=slurm"]
 #: the SLURM grid's extra overrides when a failure is planted
 PLANT = ["method=qmix", "algo._target_=tests.cluster.jobs.FailingQMIX"]
+#: the preempted job's time limit and signal: SLURM checks time limits every 30 s and signals at the first
+#: check within signal_delay_s + 30 s of the limit, so 50-80 s after the job starts: after its start-up,
+#: before its paced run (PacedQMIX, 160 s) could end, and early enough to checkpoint and requeue
+PREEMPTION_LIMIT_MIN, PREEMPTION_SIGNAL_S = 2, 40
 #: seconds each sweep may take before its test fails (the machine may be shared and slow)
 GRID_TIMEOUT_S, PREEMPTION_TIMEOUT_S, CANCEL_TIMEOUT_S = 600, 600, 240
 
@@ -51,7 +56,8 @@ def sweeps(cluster: Cluster):
         # the longest first; with pacing, the preempted and the cancelled runs wait more than they compute
         started["preemption"] = start_sweep(cluster, "preemption", [
             *ONE_RUN, "algo._target_=tests.cluster.jobs.PacedQMIX", "batch_size_run=1",
-            "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=70",
+            f"hydra.launcher.timeout_min={PREEMPTION_LIMIT_MIN}",
+            f"hydra.launcher.signal_delay_s={PREEMPTION_SIGNAL_S}",
         ])  # fmt: skip
         started["cancelled"] = start_sweep(cluster, "cancelled", [
             *ONE_RUN, "algo._target_=tests.cluster.jobs.PacedQMIX", "batch_size_run=1", "t_max=1000000",
@@ -86,21 +92,44 @@ def assert_grid_finished(cluster: Cluster, sweep: Sweep) -> list:
     return runs
 
 
-def sacct_states(cluster: Cluster, job_id: str) -> list[str]:
-    """The job's records in SLURM's accounting, oldest first (a requeued job has one per start)."""
-    out = cluster.slurm("sacct", "--duplicates", "--allocations", "--noheader", "--parsable2",
-                        "--format=JobID,State", "--jobs", job_id)  # fmt: skip
-    return [line.split("|")[1].split()[0] for line in out.splitlines() if line.strip()]
+def sacct_states(cluster: Cluster, job_id: str, timeout_s: float = 60) -> list[str]:
+    """The job's records in SLURM's accounting, oldest first (a requeued job has one per start),
+    once the last is final (accounting hears of the job's end a moment after submitit)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = cluster.slurm("sacct", "--duplicates", "--allocations", "--noheader", "--parsable2",
+                            "--format=JobID,State", "--jobs", job_id)  # fmt: skip
+        states = [line.split("|")[1].split()[0] for line in out.splitlines() if line.strip()]
+        if states and states[-1] not in ("PENDING", "RUNNING", "COMPLETING") or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
+# ---- a cancelled job (first: cancelled early, the sweep notices early) ---------------------
+def test_a_cancelled_job_ends_the_sweep_with_an_error(cluster, sweeps):
+    sweep = sweeps["cancelled"]
+    deadline = time.monotonic() + CANCEL_TIMEOUT_S
+    while not any(r.info.status == "RUNNING" for r in runs_of(cluster, "cancelled")):  # training has begun
+        assert sweep.proc.poll() is None and time.monotonic() < deadline, f"the run never started\n{sweep.report()}"
+        time.sleep(2)
+    time.sleep(5)  # a few paced steps
+    (job_id,) = sweep.job_ids()
+    cluster.slurm("scancel", job_id)
+    code = sweep.wait(CANCEL_TIMEOUT_S)  # submitit reads the CANCELLED state from accounting: no hang
+    assert code == 1, sweep.report()
+    assert "error: a job of the grid ended without a result" in sweep.output(), sweep.report()
+    assert "(state: CANCELLED" in sweep.output(), sweep.report()
+    (run,) = runs_of(cluster, "cancelled")
+    assert run.info.status == "KILLED", run.info.status  # SIGTERM: checkpoint written, run marked KILLED
 
 
 # ---- the grids ----------------------------------------------------------------------------
 def test_slurm_grid_finishes_every_run(cluster, sweeps):
     sweep = sweeps["slurm"]
     assert_grid_finished(cluster, sweep)
-    (array,) = {job.split("_")[0] for job in sweep.job_ids()}  # one array job, one task per run
-    states = cluster.slurm("sacct", "--allocations", "--noheader", "--parsable2", "--format=JobID,State",
-                           "--jobs", array).split()  # fmt: skip
-    assert sorted(states) == [f"{array}_{i}|COMPLETED" for i in range(4)]
+    jobs = sweep.job_ids()  # one array job, one task per run: <array>_0 ... <array>_3
+    assert len(jobs) == 4 and len({job.split("_")[0] for job in jobs}) == 1, jobs
+    assert {job: sacct_states(cluster, job) for job in jobs} == {job: ["COMPLETED"] for job in jobs}
 
 
 def test_analysis_reads_the_grid_from_the_server(cluster, sweeps, tmp_path):
@@ -125,7 +154,7 @@ def test_ray_grid_finishes_every_run(cluster, sweeps):
     assert f"Connecting to existing Ray cluster at address: {cluster.ray_address}" in sweep.output(), sweep.report()
 
 
-# ---- failures -----------------------------------------------------------------------------
+# ---- a job that raises -------------------------------------------------------------------
 def test_a_job_that_raises_fails_the_sweep_with_its_error(cluster, sweeps):
     sweep = sweeps["failing"]
     code = sweep.wait(GRID_TIMEOUT_S)
@@ -133,21 +162,6 @@ def test_a_job_that_raises_fails_the_sweep_with_its_error(cluster, sweeps):
     assert PLANTED_ERROR in sweep.output(), sweep.report()
     (run,) = runs_of(cluster, "failing")
     assert run.info.status == "FAILED" and PLANTED_ERROR in run.data.tags["failure"]
-
-
-def test_a_cancelled_job_ends_the_sweep_with_an_error(cluster, sweeps):
-    sweep = sweeps["cancelled"]
-    deadline = time.monotonic() + CANCEL_TIMEOUT_S
-    while not any(r.info.status == "RUNNING" for r in runs_of(cluster, "cancelled")):  # training has begun
-        assert sweep.proc.poll() is None and time.monotonic() < deadline, f"the run never started\n{sweep.report()}"
-        time.sleep(2)
-    time.sleep(5)  # a few paced steps
-    (job_id,) = sweep.job_ids()
-    cluster.slurm("scancel", job_id)
-    code = sweep.wait(CANCEL_TIMEOUT_S)  # submitit reads the CANCELLED state from accounting: no hang
-    assert code != 0 and "CANCELLED" in sweep.output(), sweep.report()
-    (run,) = runs_of(cluster, "cancelled")
-    assert run.info.status == "KILLED", run.info.status  # SIGTERM: checkpoint written, run marked KILLED
 
 
 # ---- preemption ---------------------------------------------------------------------------
