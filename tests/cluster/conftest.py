@@ -157,8 +157,9 @@ def cluster(request):
     slurm_dir = root / "slurm"
     passed = False
     try:
-        # MLflow and Ray start in the background while slurm_up.sh runs
-        mlflow_port, ray_port = free_port(), free_port()
+        # MLflow starts in the background while slurm_up.sh runs; Ray once SLURM holds its ports,
+        # with its one fixed default port (the dashboard agent's, 52365) chosen free
+        mlflow_port = free_port()
         (root / "mlflow").mkdir()
         mlflow = Daemon.start("mlflow server", [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
@@ -166,18 +167,20 @@ def cluster(request):
             "--artifacts-destination", str(root / "mlflow" / "artifacts"), "--workers", "1",
         ], root / "mlflow" / "server.log", env)  # fmt: skip
         daemons.append(mlflow)
-        (root / "ray").mkdir()
-        ray = Daemon.start("ray head", [
-            str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={ray_port}",
-            f"--ray-client-server-port={free_port()}", f"--num-cpus={os.cpu_count()}", "--include-dashboard=false",
-            "--disable-usage-stats", f"--temp-dir={root / 'ray'}",
-        ], root / "ray" / "head.log", env, grace_s=2)  # fmt: skip
-        # (grace_s: Ray's GCS ignores SIGTERM)
-        daemons.append(ray)
         up = subprocess.run([str(HERE / "slurm_up.sh"), str(slurm_dir)], env=dict(env, SLURM_CPUS=str(
             2 * os.cpu_count())), capture_output=True, text=True, timeout=START_TIMEOUT_S)  # fmt: skip
         if up.returncode != 0:
             raise RuntimeError(f"slurm_up.sh failed:\n{up.stdout}\n{up.stderr}")
+        ray_port = free_port()
+        (root / "ray").mkdir()
+        ray = Daemon.start("ray head", [
+            str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={ray_port}",
+            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--num-cpus={os.cpu_count()}", "--include-dashboard=false", "--disable-usage-stats",
+            f"--temp-dir={root / 'ray'}",
+        ], root / "ray" / "head.log", env, grace_s=2)  # fmt: skip
+        # (grace_s: Ray's GCS ignores SIGTERM)
+        daemons.append(ray)
         env["SLURM_CONF"] = str(slurm_dir / "slurm.conf")
         uri = f"http://127.0.0.1:{mlflow_port}"
         mlflow.wait_until(lambda: answers(f"{uri}/health"))
