@@ -11,13 +11,13 @@ DEMO_URI ?= sqlite:///outputs/mlflow.db
 DEMO_FIGURES ?= outputs/figures
 DEMO_EXPORT ?= outputs/marl_eval.json
 
-.PHONY: venv demo test test-fast test-cluster lint bench clean
+.PHONY: venv demo test test-fast test-cluster lint bench results clean
 
 # Three stamps, each rebuilt when pyproject.toml or this file changes: .installed-core (torch and
 # the package: what `make demo` imports), .installed (plus [dev] and marl-eval: what `make test`
 # needs) and .installed-ray (plus [ray], for `make test-cluster`). torch goes first and pinned: an
 # unpinned torch would pull a multi-GB CUDA build (override TORCH_SPEC for a CUDA wheel).
-# marl-eval (tests/test_export.py reads our export with it) pins pandas==1.4.4, which does not
+# marl-eval (tests/analysis/test_export.py reads our export with it) pins pandas==1.4.4, which does not
 # build on current Pythons, so it goes in without its pins; what its data processing and plots
 # import (colorama, colorcet, numpy, rliable, matplotlib, seaborn) comes with [dev].
 MARL_EVAL_SPEC ?= id-marl-eval==0.0.4
@@ -49,6 +49,13 @@ demo: $(VENV)/.installed-core
 	@echo "marl-eval file: $(DEMO_EXPORT)"
 	@echo "MLflow store: $(DEMO_URI) (browse: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_URI))"
 
+# The results page (docs/results.md, figures in docs/results/) from the grid files in results/ alone:
+# no training, no MLflow store. The files are written by `python -m analysis.results` (see the page).
+RESULTS_DIR ?= results
+RESULTS_PAGE ?= docs/results.md
+results: venv
+	$(PY) -m analysis.report $(RESULTS_DIR)/ --out $(RESULTS_PAGE)
+
 test: venv
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
@@ -66,7 +73,7 @@ lint: venv
 	$(VENV)/bin/ruff check macpo analysis tests
 
 bench: venv
-	$(PY) -m macpo.bench
+	$(PY) -m macpo.tools.bench
 
 clean:
 	rm -rf outputs/runs outputs/multirun outputs/figures outputs/marl_eval.json

@@ -87,11 +87,7 @@ def marl_eval_data(points: pd.DataFrame, env_params: dict[str, dict[str, str]] |
     no ``test/return_mean`` point is left out with a message. Two runs landing on the same
     environment/task/algorithm/seed are a ValueError (filter with a sweep or experiment).
     """
-    env_params = env_params or {}
-    runs = run_table(points)
-    runs["environment"] = [_environment(run, env_params.get(run.run_id, {})) for run in runs.itertuples()]
-    runs["task"] = [_task(run) for run in runs.itertuples()]
-    runs["algorithm"] = [algorithm_name(str(run.algo), str(run.sampler)) for run in runs.itertuples()]
+    runs = run_places(points, env_params)
     exported = points[points["metric"].isin(list(EXPORTED_METRICS))]
     with_return = set(exported.loc[exported["metric"] == TEST_RETURN, "run_id"])
     result = Export()
@@ -132,6 +128,16 @@ def marl_eval_data(points: pd.DataFrame, env_params: dict[str, dict[str, str]] |
         result.runs += 1
     result.messages += uniformity_gaps(result.data)
     return result
+
+
+def run_places(points: pd.DataFrame, env_params: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """The run table of `points` with where each run goes: ``environment``, ``task``, ``algorithm``."""
+    env_params = env_params or {}
+    runs = run_table(points)
+    runs["environment"] = [_environment(run, env_params.get(run.run_id, {})) for run in runs.itertuples()]
+    runs["task"] = [_task(run) for run in runs.itertuples()]
+    runs["algorithm"] = [algorithm_name(str(run.algo), str(run.sampler)) for run in runs.itertuples()]
+    return runs
 
 
 def uniformity_gaps(data: dict) -> list[str]:

@@ -125,11 +125,11 @@ def load_runs(
 def open_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient for an existing store: a sqlite URI must name an MLflow database, a server must answer.
 
-    Checked read-only first (``macpo.tracking.require_existing_store``): MLflow would otherwise
+    Checked read-only first (``macpo.runs.tracking.require_existing_store``): MLflow would otherwise
     create an empty store (or write its schema into any file it is given), and the analysis
     would silently find nothing. Raises ``ValueError`` naming the URI.
     """
-    from macpo.tracking import StoreError, require_existing_store
+    from macpo.runs.tracking import StoreError, require_existing_store
 
     try:
         require_existing_store(tracking_uri)

@@ -18,8 +18,9 @@ from omegaconf import DictConfig
 
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.config import ConfigError, ConfigRejected, compose, composition_error_message  # noqa: F401
+from macpo.config.paths import CONF_DIR
 from macpo.runs import run, validate  # noqa: F401 - the Python API: macpo.train.run(cfg)
-from macpo.tracking import StoreError
+from macpo.runs.tracking import StoreError
 
 # conf/hydra/launcher/{joblib,submitit_local}.yaml share their names with the plugins' schemas,
 # which Hydra then validates them against (what we want) while warning that this matching is
@@ -30,7 +31,7 @@ warnings.filterwarnings("ignore", message=r"(?s).*validated against ConfigStore 
 EXIT_BAD_INPUT, EXIT_RUN_FAILED = 2, 1
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
 

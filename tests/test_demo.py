@@ -18,7 +18,7 @@ from analysis.figures import predator_prey_figure
 from analysis.load import load_runs
 from analysis.selection import FIG2_PREDATOR_PREY
 from analysis.tables import headlines
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _scores(finals: dict[str, list[float]]) -> pd.DataFrame:

@@ -31,7 +31,6 @@ import torch
 from macpo.algos.data_path import OnPolicyDataModule
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.envs.base import BatchedEnv
-from macpo.nn.agent import agent_inputs
 from macpo.nn.packing import EpisodePacking
 from macpo.replay.datamodule import ReplayDataModule
 from macpo.replay.samplers.base import Sampler
@@ -88,48 +87,14 @@ class OptimiserSpec:
 
 
 @dataclass
-class EpisodeBatch:
-    """A batch of b episodes as the learners read it: T+1 timesteps, T transitions, N agents.
-
-    Built once per update from the data path's tensors (``EpisodeBatch.of``); every learner reads
-    the same names, so the valid-timestep mask and the agent inputs are defined in one place.
-    """
-
-    obs: torch.Tensor  # [b, T+1, N, O]
-    state: torch.Tensor  # [b, T+1, S]
-    avail: torch.Tensor  # [b, T+1, N, A] bool
-    actions: torch.Tensor  # [b, T+1, N] long (the action taken at each t)
-    taken: torch.Tensor  # [b, T, N] the actions of the T transitions
-    reward: torch.Tensor  # [b, T]
-    terminated: torch.Tensor  # [b, T] float
-    mask: torch.Tensor  # [b, T] float, 1.0 where the transition is real
-    inputs: torch.Tensor  # [b, T+1, N, O+A+N] agent-network inputs (obs ⊕ last action ⊕ id)
-
-    @classmethod
-    def of(cls, batch: dict[str, torch.Tensor], n_actions: int) -> EpisodeBatch:
-        """From the data path's tensors (replay keeps storage dtypes: uint8/fp16 obs, uint8 actions)."""
-        actions, obs = batch["actions"].long(), batch["obs"].float()
-        return cls(
-            obs=obs,
-            state=batch["state"].float(),
-            avail=batch["avail_actions"].bool(),
-            actions=actions,
-            taken=actions[:, :-1],
-            reward=batch["reward"][:, :-1].float(),
-            terminated=batch["terminated"][:, :-1].float(),
-            mask=batch["filled"][:, :-1].float(),
-            inputs=agent_inputs(obs, actions, n_actions),
-        )
-
-
-@dataclass
 class PackedBatch:
-    """A batch of b episodes with their real timesteps only (``macpo.nn.packing``): what the
-    value-based learners read, so that an update costs the timesteps played, not the padding.
+    """A batch of b episodes with their real timesteps only (``macpo.nn.packing``): what every
+    learner reads, so that an update costs the timesteps played, not the padding.
 
     Observation rows (R_obs: every episode's t = 0 .. L, the final observation included) feed the
     recurrent agents; transition rows (R: t = 0 .. L − 1) carry losses and the sampler's signals.
     ``tr`` and ``nxt`` [R] are the observation rows of each transition and of its next observation.
+    Built once per update from the data path's padded tensors [b, T+1, ...] (``PackedBatch.of``).
     """
 
     packing: EpisodePacking
@@ -176,15 +141,14 @@ class PackedBatch:
         """Mean over the transitions of x [R] (the padded batch's masked mean)."""
         return self.packing.masked_rows(x)
 
+    def lambda_returns(self, next_values: torch.Tensor, gamma: float, td_lambda: float) -> torch.Tensor:
+        """TD(λ) targets [R] (float32 or wider) from the value of each transition's next observation [R]."""
+        return self.packing.td_lambda_targets(self.reward, self.terminated, next_values, gamma, td_lambda)
+
 
 def storage_dtype(obs: torch.Tensor) -> torch.dtype:
     """The dtype agent inputs are packed in: the observations' own when it holds one-hot values exactly."""
     return obs.dtype if obs.dtype.is_floating_point or obs.dtype == torch.uint8 else torch.float32
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over the real timesteps (``mask`` [b, T] of 0/1, broadcast over x's trailing dims)."""
-    return (x * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def sampler_is_uniform(sampler: Sampler) -> bool:
@@ -283,8 +247,8 @@ class MarlAlgorithm(pl.LightningModule):
     def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
         """One update on a batch of episodes [b, T+1, ...] with importance weights [b].
 
-        Must call ``self.weigh`` (the sampler's weights and signals) and ``self.optimise`` for
-        each optimiser it steps.
+        Reads it as a ``PackedBatch`` (``PackedBatch.of(batch, n_actions)``); must call ``self.weigh``
+        (the sampler's weights and signals) and ``self.optimise`` for each optimiser it steps.
         """
 
     # ---- schedule -----------------------------------------------------------------------
@@ -322,7 +286,7 @@ class MarlAlgorithm(pl.LightningModule):
     # ---- the sampler's weights ------------------------------------------------------------
     def weigh(
         self,
-        mask: torch.Tensor,
+        ep: PackedBatch,
         is_weights: torch.Tensor,
         td: torch.Tensor | None = None,
         q_tot: torch.Tensor | None = None,
@@ -330,28 +294,24 @@ class MarlAlgorithm(pl.LightningModule):
         agent_utils: torch.Tensor | None = None,
         taken: torch.Tensor | None = None,
         avail: torch.Tensor | None = None,
-        packing: EpisodePacking | None = None,
     ) -> tuple[torch.Tensor, Signals]:
-        """The sampler's per-timestep loss weights [b, T] and the ``Signals`` they came from.
+        """The sampler's loss weights on the transition rows of ``ep`` [R] and the ``Signals`` they came from.
 
-        mask, td, q_tot, q_star [b, T]; agent_utils [b, T, N, A] with taken [b, T, N] and avail
-        [b, T, N, A] give π (computed only when the sampler needs it). Everything is detached. The
-        base feeds these signals to ``sampler.update`` after ``learn``; a ``learn`` that never
-        calls ``weigh`` is an error, so no algorithm can forget the sampler.
-        With ``packing``, every per-timestep tensor is given on transition rows ([R], [R, N, A]) and
-        the weights come back as rows [R]; the sampler still sees padded [b, T] signals (float32).
+        td, q_tot, q_star [R]; agent_utils [R, N, A] with taken [R, N] and avail [R, N, A] give π
+        (computed only when the sampler needs it). Everything is detached. The sampler sees padded
+        [b, T] signals (float32 or wider): its priorities are per stored timestep. The base feeds
+        these signals to ``sampler.update`` after ``learn``; a ``learn`` that never calls ``weigh``
+        is an error, so no algorithm can forget the sampler.
         """
+        packing = ep.packing
 
         def prep(x):  # detached, float32 or wider, padded [b, T] for the sampler
             if x is None:
                 return None
             x = x.detach()
-            x = x.to(torch.promote_types(x.dtype, torch.float32))
-            return x if packing is None else packing.unpack(x)
+            return packing.unpack(x.to(torch.promote_types(x.dtype, torch.float32)))
 
-        if packing is not None:
-            mask = packing.pad_mask()  # [b, T]
-        signals = Signals(mask=mask, td=prep(td), q_tot=prep(q_tot), q_star=prep(q_star))
+        signals = Signals(mask=packing.pad_mask(), td=prep(td), q_tot=prep(q_tot), q_star=prep(q_star))
         if "pi" in self.sampler.needs:
             if agent_utils is None or taken is None:
                 raise ValueError(f"sampler {self.sampler.name!r} needs pi: pass agent_utils and taken to weigh")
@@ -361,9 +321,7 @@ class MarlAlgorithm(pl.LightningModule):
                 raise ValueError(f"sampler {self.sampler.name!r} needs {name!r}: {type(self).__name__} did not pass it")
         weights = self.sampler.loss_weights(signals, is_weights)  # [b, T]
         self._signals = signals
-        if packing is not None:
-            weights = weights.flatten()[packing.trans_pad_index]  # [R]
-        return weights, signals
+        return weights.flatten()[packing.trans_pad_index], signals  # [R]
 
     # ---- optimisers ---------------------------------------------------------------------
     def configure_optimizers(self):

@@ -19,12 +19,11 @@ from __future__ import annotations
 import torch
 
 from macpo.algos.actor_critic import ActorCritic
-from macpo.algos.base import EpisodeBatch, LoopSettings, LossOutput, OptimiserSpec, masked_mean
+from macpo.algos.base import LoopSettings, LossOutput, OptimiserSpec, PackedBatch
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import RNNAgent
 from macpo.nn.dop_critic import AgentCritic, LinearMixer, critic_inputs, decomposed_advantages
 from macpo.nn.policy_head import taken_log_probs
-from macpo.nn.targets import td_lambda_targets
 from macpo.nn.tree_backup import expected_sarsa_errors, tree_backup_targets
 from macpo.replay.buffer import EpisodeBuffer
 from macpo.replay.samplers.base import Sampler
@@ -126,63 +125,74 @@ class DOP(ActorCritic):
         }
 
     # ---- critic ---------------------------------------------------------------------------
-    def target_values(self, ep: EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Target-critic values of every timestep [b, T+1]: Q̄_tot at the taken actions (the
-        expected value where no action was taken: the state after the last transition), E_π Q̄_tot,
-        and the current joint policy's probability of the taken actions [b, T] (the trace)."""
-        q = self.target_critic(critic_inputs(ep.state, ep.obs))  # [b, T+1, N, A]
-        probs = self.behaviour_probs(self.actor(ep.inputs)[0], ep.avail)  # [b, T+1, N, A]
-        expected = self.target_mixer((probs * q).sum(-1), ep.state)  # [b, T+1] (the mixer is linear)
-        taken = self.target_mixer(q.gather(-1, ep.actions[..., None]).squeeze(-1), ep.state)  # [b, T+1]
-        acted = torch.cat([ep.mask, torch.zeros_like(ep.mask[:, :1])], dim=1) > 0  # [b, T+1]
-        trace = probs[:, :-1].gather(-1, ep.taken[..., None]).squeeze(-1).prod(-1)  # [b, T]
-        return torch.where(acted, taken, expected), expected, trace
+    def critic_rows(self, critic: AgentCritic, ep: PackedBatch, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Agent critics Q_i(s, ·) [rows, N, A] on observation rows ``rows`` (all of them when None);
+        the critic reads the state, the agent's observation (the first O input features) and its id."""
+        obs, state = ep.inputs[..., : self.info.obs_shape], ep.state  # [R_obs, N, O], [R_obs, S]
+        if rows is not None:
+            obs, state = obs[rows], state[rows]
+        dtype = critic.fc1.weight.dtype
+        return critic(critic_inputs(state.to(dtype), obs.to(dtype)))  # [rows, N, A]
 
-    def online_q_tot(self, ep: EpisodeBatch) -> torch.Tensor:
-        q = self.critic(critic_inputs(ep.state[:, :-1], ep.obs[:, :-1]))  # [b, T, N, A]
-        return self.mixer(q.gather(-1, ep.taken[..., None]).squeeze(-1), ep.state[:, :-1])  # [b, T]
+    def target_values(self, ep: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Target-critic values of every observation row [R_obs]: Q̄_tot at the taken actions (the
+        expected value where no action was taken: the state after an episode's last transition),
+        E_π Q̄_tot, and the current joint policy's probability of the taken actions [R] (the trace)."""
+        q = self.critic_rows(self.target_critic, ep)  # [R_obs, N, A]
+        probs = self.behaviour_probs(self.actor.forward_packed(ep.inputs, ep.steps), ep.avail)  # [R_obs, N, A]
+        state = ep.state.to(q.dtype)
+        expected = self.target_mixer((probs * q).sum(-1), state)  # [R_obs] (the mixer is linear)
+        taken = self.target_mixer(q[ep.tr].gather(-1, ep.taken[..., None]).squeeze(-1), state[ep.tr])  # [R]
+        trace = probs[ep.tr].gather(-1, ep.taken[..., None]).squeeze(-1).prod(-1)  # [R]
+        return expected.index_put((ep.tr,), taken), expected, trace
 
-    def critic_step(self, off: EpisodeBatch, on: EpisodeBatch, is_weights: torch.Tensor):
+    def online_q_tot(self, ep: PackedBatch) -> torch.Tensor:
+        q = self.critic_rows(self.critic, ep, ep.tr)  # [R, N, A]
+        return self.mixer(q.gather(-1, ep.taken[..., None]).squeeze(-1), ep.state_tr.to(q.dtype))  # [R]
+
+    def critic_step(self, off: PackedBatch, on: PackedBatch, is_weights: torch.Tensor):
         with torch.no_grad():
-            taken, expected, trace = self.target_values(off)
-            td = expected_sarsa_errors(off.reward, off.terminated, off.mask, taken[:, :-1], expected, self.gamma)
-            y_off = tree_backup_targets(td, taken[:, :-1], trace, off.mask, self.gamma, self.tb_lambda,
-                                        self.tree_backup_steps)  # fmt: skip  # [b, T]
-            taken_on, _, _ = self.target_values(on)
-            y_on = td_lambda_targets(on.reward, on.terminated, on.mask, taken_on, self.gamma, self.td_lambda)
-        q_off, q_on = self.online_q_tot(off), self.online_q_tot(on)  # [b, T], [k, T']
+            value, expected, trace = self.target_values(off)  # [R_obs], [R_obs], [R]
+            q_taken = value[off.tr]  # [R] Q̄ at the replayed actions
+            td = expected_sarsa_errors(off.reward, off.terminated, q_taken, expected[off.nxt], self.gamma)  # [R]
+            y_off = tree_backup_targets(off.packing, td, q_taken, trace, self.gamma, self.tb_lambda,
+                                        self.tree_backup_steps)  # fmt: skip  # [R]
+            value_on, _, _ = self.target_values(on)
+            y_on = on.lambda_returns(value_on[on.nxt], self.gamma, self.td_lambda)  # [R']
+        q_off, q_on = self.online_q_tot(off), self.online_q_tot(on)  # [R], [R']
         err_off, err_on = q_off - y_off, q_on - y_on
-        weights, signals = self.weigh(off.mask, is_weights, td=err_off, q_tot=q_off)  # the replayed batch's weights
-        n_steps = (off.mask.sum() + on.mask.sum()).clamp_min(1.0)
-        loss = ((weights * err_off.pow(2) * off.mask).sum() + (err_on.pow(2) * on.mask).sum()) / n_steps
+        weights, signals = self.weigh(off, is_weights, td=err_off, q_tot=q_off)  # the replayed batch's weights [R]
+        n_steps = max(off.packing.n_trans + on.packing.n_trans, 1)
+        loss = ((weights * err_off.pow(2)).sum() + err_on.pow(2).sum()) / n_steps
         self.optimise("critic", loss)
         metrics = {
-            "critic_loss": loss.detach(), "td_error_abs": masked_mean(err_off.detach().abs(), off.mask),
-            "td_error_abs_recent": masked_mean(err_on.detach().abs(), on.mask),
-            "q_taken_mean": masked_mean(q_off.detach(), off.mask), "target_mean": masked_mean(y_off, off.mask),
+            "critic_loss": loss.detach(), "td_error_abs": off.mean(err_off.detach().abs()),
+            "td_error_abs_recent": on.mean(err_on.detach().abs()),
+            "q_taken_mean": off.mean(q_off.detach()), "target_mean": off.mean(y_off),
         }  # fmt: skip
         return signals, metrics
 
     # ---- actor ----------------------------------------------------------------------------
-    def actor_step(self, ep: EpisodeBatch) -> dict[str, torch.Tensor]:
-        mask = ep.mask  # [b, T]
-        probs = self.behaviour_probs(self.actor(ep.inputs)[0][:, :-1], ep.avail[:, :-1])  # [b, T, N, A]
+    def actor_step(self, ep: PackedBatch) -> dict[str, torch.Tensor]:
+        n = self.info.n_agents
+        logits = self.actor.forward_packed(ep.inputs, ep.steps)[ep.tr]  # [R, N, A]
+        probs = self.behaviour_probs(logits, ep.avail[ep.tr])  # [R, N, A]
         with torch.no_grad():
-            q = self.critic(critic_inputs(ep.state[:, :-1], ep.obs[:, :-1]))  # [b, T, N, A]
-            k = self.mixer.k(ep.state[:, :-1])  # [b, T, N]
-            adv = decomposed_advantages(q, probs.detach(), ep.taken)  # [b, T, N]
-        log_pi = taken_log_probs(probs, ep.taken, mask[..., None])  # [b, T, N]
-        loss = -masked_mean(k * adv * log_pi, mask[..., None]) / self.info.n_agents
+            q = self.critic_rows(self.critic, ep, ep.tr)  # [R, N, A]
+            k = self.mixer.k(ep.state_tr.to(q.dtype))  # [R, N]
+            adv = decomposed_advantages(q, probs.detach(), ep.taken)  # [R, N]
+        log_pi = taken_log_probs(probs, ep.taken)  # [R, N]
+        loss = -ep.mean((k * adv * log_pi).sum(-1)) / n
         self.optimise("actor", loss)
-        return {"pg_loss": loss.detach(), "advantage_mean": masked_mean(adv, mask[..., None]) / self.info.n_agents,
-                "pi_max": masked_mean(probs.detach().max(-1).values, mask[..., None]) / self.info.n_agents}  # fmt: skip
+        return {"pg_loss": loss.detach(), "advantage_mean": ep.mean(adv.sum(-1)) / n,
+                "pi_max": ep.mean(probs.detach().max(-1).values.sum(-1)) / n}  # fmt: skip
 
     def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
         n_actions = self.info.n_actions
-        off = EpisodeBatch.of(batch, n_actions)
-        on = EpisodeBatch.of(self.recent.uniform(self.on_batch_size), n_actions)
+        off = PackedBatch.of(batch, n_actions)
+        on = PackedBatch.of(self.recent.uniform(self.on_batch_size), n_actions)
         signals, metrics = self.critic_step(off, on, is_weights)
-        metrics.update(self.actor_step(EpisodeBatch.of(self.recent.latest(self.on_batch_size), n_actions)))
+        metrics.update(self.actor_step(PackedBatch.of(self.recent.latest(self.on_batch_size), n_actions)))
         metrics["loss"] = metrics["critic_loss"]
         return LossOutput(metrics["critic_loss"], signals, metrics)
 

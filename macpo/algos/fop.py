@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from macpo.algos.actor_critic import ActorCritic
-from macpo.algos.base import EpisodeBatch, LoopSettings, LossOutput, OptimiserSpec, masked_mean
+from macpo.algos.base import LoopSettings, LossOutput, OptimiserSpec, PackedBatch
 from macpo.envs.base import BatchedEnv
 from macpo.nn.agent import RNNAgent
 from macpo.nn.fop_mixer import FOPMixer
@@ -91,56 +91,62 @@ class FOP(ActorCritic):
             "critic2": self.rmsprop([*self.critic2.parameters(), *self.mixer2.parameters()], self.critic_lr),
         }
 
-    def actor_step(self, ep: EpisodeBatch, alpha: float) -> dict[str, torch.Tensor]:
-        mask = ep.mask[..., None]  # [b, T, 1]
-        probs = self.behaviour_probs(self.actor(ep.inputs)[0][:, :-1], ep.avail[:, :-1])  # [b, T, N, A]
+    def actor_step(self, ep: PackedBatch, alpha: float) -> dict[str, torch.Tensor]:
+        n = self.info.n_agents
+        logits = self.actor.forward_packed(ep.inputs, ep.steps)[ep.tr]  # [R, N, A]
+        probs = self.behaviour_probs(logits, ep.avail[ep.tr])  # [R, N, A]
         with torch.no_grad():
-            q = torch.min(self.critic1(ep.inputs)[0], self.critic2(ep.inputs)[0])[:, :-1]  # [b, T, N, A]
+            q = torch.min(self.critic1.forward_packed(ep.inputs, ep.steps),
+                          self.critic2.forward_packed(ep.inputs, ep.steps))[ep.tr]  # fmt: skip  # [R, N, A]
         log_pi = torch.log(probs.clamp_min(1e-20))
-        loss = masked_mean((probs * (alpha * log_pi - q)).sum(-1), mask) / self.info.n_agents
+        loss = ep.mean((probs * (alpha * log_pi - q)).sum(-1).sum(-1)) / n
         self.optimise("actor", loss)
-        return {"policy_loss": loss.detach(),
-                "entropy": masked_mean(categorical_entropy(probs.detach()), mask) / self.info.n_agents}  # fmt: skip
+        return {"policy_loss": loss.detach(), "entropy": ep.mean(categorical_entropy(probs.detach()).sum(-1)) / n}
 
-    def critic_step(self, ep: EpisodeBatch, is_weights: torch.Tensor, alpha: float):
-        mask = ep.mask  # [b, T]
+    def sample_next_actions(self, probs: torch.Tensor) -> torch.Tensor:
+        """a' ∼ π for each row: probs [M, N, A] → actions [M, N] long."""
+        m, n, a = probs.shape
+        return torch.multinomial(probs.reshape(-1, a), 1).view(m, n)
+
+    def critic_step(self, ep: PackedBatch, is_weights: torch.Tensor, alpha: float):
+        nxt, tr = ep.nxt, ep.tr  # [R] observation rows of each transition's next observation, of itself
         with torch.no_grad():
-            probs = self.behaviour_probs(self.actor(ep.inputs)[0], ep.avail)  # [b, T+1, N, A]
-            b, t1, n, a = probs.shape
-            next_actions = torch.multinomial(probs.reshape(-1, a), 1).view(b, t1, n)  # a' ∼ π, [b, T+1, N]
-            next_log_pi = torch.log(probs.gather(-1, next_actions[..., None]).squeeze(-1).clamp_min(1e-20))
-            onehot = F.one_hot(next_actions, a).to(probs.dtype)  # [b, T+1, N, A]
+            probs = self.behaviour_probs(self.actor.forward_packed(ep.inputs, ep.steps), ep.avail)[nxt]  # [R, N, A]
+            next_actions = self.sample_next_actions(probs)  # a' ∼ π at every next observation, [R, N]
+            next_log_pi = torch.log(probs.gather(-1, next_actions[..., None]).squeeze(-1).clamp_min(1e-20))  # [R, N]
+            onehot = F.one_hot(next_actions, self.info.n_actions).to(probs.dtype)  # [R, N, A]
             next_q_tot = []
             for i in (1, 2):
-                tq = getattr(self, f"target_critic{i}")(ep.inputs)[0]  # [b, T+1, N, A]
-                chosen = tq.gather(-1, next_actions[..., None]).squeeze(-1)  # [b, T+1, N]
-                mixed, _ = getattr(self, f"target_mixer{i}")(chosen, soft_values(tq, ep.avail, alpha), ep.state, onehot)
-                next_q_tot.append(mixed)  # [b, T+1]
-            y = entropy_regularised_targets(ep.reward, ep.terminated, mask, torch.min(*next_q_tot), next_log_pi,
-                                            alpha, self.gamma, self.td_lambda)  # fmt: skip  # [b, T]
+                tq = getattr(self, f"target_critic{i}").forward_packed(ep.inputs, ep.steps)[nxt]  # [R, N, A]
+                chosen = tq.gather(-1, next_actions[..., None]).squeeze(-1)  # [R, N]
+                state = ep.state[nxt].to(tq.dtype)
+                v = soft_values(tq, ep.avail[nxt], alpha)  # [R, N]
+                next_q_tot.append(getattr(self, f"target_mixer{i}")(chosen, v, state, onehot)[0])  # [R]
+            y = entropy_regularised_targets(ep.packing, ep.reward, ep.terminated, torch.min(*next_q_tot), next_log_pi,
+                                            alpha, self.gamma, self.td_lambda)  # fmt: skip  # [R]
 
-        taken_onehot = F.one_hot(ep.taken, self.info.n_actions).to(y.dtype)  # [b, T, N, A]
+        taken_onehot = F.one_hot(ep.taken, self.info.n_actions).to(y.dtype)  # [R, N, A]
         q_tots, regs = [], []
         for i in (1, 2):
-            q = getattr(self, f"critic{i}")(ep.inputs)[0][:, :-1]  # [b, T, N, A]
-            v = soft_values(q, ep.avail[:, :-1], alpha)  # [b, T, N]
-            chosen = q.gather(-1, ep.taken[..., None]).squeeze(-1)  # [b, T, N]
-            q_tot, reg = getattr(self, f"mixer{i}")(chosen, v, ep.state[:, :-1], taken_onehot)
+            q = getattr(self, f"critic{i}").forward_packed(ep.inputs, ep.steps)[tr]  # [R, N, A]
+            v = soft_values(q, ep.avail[tr], alpha)  # [R, N]
+            chosen = q.gather(-1, ep.taken[..., None]).squeeze(-1)  # [R, N]
+            q_tot, reg = getattr(self, f"mixer{i}")(chosen, v, ep.state_tr.to(q.dtype), taken_onehot)  # [R], scalar
             q_tots.append(q_tot)
             regs.append(reg)
-        td = q_tots[0] - y  # [b, T]
-        weights, signals = self.weigh(mask, is_weights, td=td, q_tot=q_tots[0])
-        losses = [masked_mean(weights * (q_tot - y).pow(2), mask) + reg for q_tot, reg in zip(q_tots, regs)]
+        td = q_tots[0] - y  # [R]
+        weights, signals = self.weigh(ep, is_weights, td=td, q_tot=q_tots[0])
+        losses = [ep.mean(weights * (q_tot - y).pow(2)) + reg for q_tot, reg in zip(q_tots, regs)]
         for i, loss in zip((1, 2), losses):
             self.optimise(f"critic{i}", loss)
         metrics = {
-            "critic_loss": losses[0].detach(), "td_error_abs": masked_mean(td.detach().abs(), mask),
-            "q_taken_mean": masked_mean(q_tots[0].detach(), mask), "target_mean": masked_mean(y, mask),
+            "critic_loss": losses[0].detach(), "td_error_abs": ep.mean(td.detach().abs()),
+            "q_taken_mean": ep.mean(q_tots[0].detach()), "target_mean": ep.mean(y),
         }  # fmt: skip
         return signals, metrics
 
     def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
-        ep = EpisodeBatch.of(batch, self.info.n_actions)
+        ep = PackedBatch.of(batch, self.info.n_actions)
         alpha = self.alpha()
         metrics = self.actor_step(ep, alpha)
         signals, critic_metrics = self.critic_step(ep, is_weights, alpha)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from macpo.nn.agent import RNNAgent
+from macpo.nn.agent import RNNAgent, agent_inputs
 
 
 class RecurrentAgentPolicy:
@@ -25,18 +24,11 @@ class RecurrentAgentPolicy:
     def reset(self, batch_size: int) -> None:
         self.hidden = None
         dev = next(self.agent.parameters()).device
-        self.last_actions = torch.zeros(batch_size, self.n_agents, dtype=torch.long, device=dev)
-        self.first = True
+        self.last_actions = torch.full((batch_size, self.n_agents), -1, dtype=torch.long, device=dev)  # none yet
 
     def agent_outputs(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [B, N, O] → the network's outputs [B, N, A] for this step (hidden state advanced)."""
-        b, n = obs.shape[:2]
-        last = F.one_hot(self.last_actions, self.n_actions).to(obs.dtype)  # [B, N, A]
-        if self.first:
-            last.zero_()
-            self.first = False
-        ids = torch.eye(n, device=obs.device, dtype=obs.dtype).expand(b, n, n)  # [B, N, N]
-        inputs = torch.cat([obs, last, ids], dim=-1)[:, None]  # [B, 1, N, I]
+        inputs = agent_inputs(obs, self.last_actions, self.n_actions)[:, None]  # [B, 1, N, I]
         out, self.hidden = self.agent(inputs, self.hidden)
         return out[:, 0]
 

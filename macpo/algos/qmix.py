@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from macpo.algos.base import LoopSettings, PackedBatch, masked_mean
+from macpo.algos.base import LoopSettings, PackedBatch
 from macpo.algos.value_based import ValueDecomposition, ValueForward
 from macpo.envs.base import BatchedEnv
 from macpo.nn.qmix_mixer import QMixer
 from macpo.replay.samplers.base import Sampler
-
-__all__ = ["QMIX", "masked_mean"]
 
 
 class QMIX(ValueDecomposition):

@@ -141,7 +141,7 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
 
     def lambda_returns(self, ep: PackedBatch, next_values: torch.Tensor) -> torch.Tensor:
         """TD(λ) targets [R] (float32) from the target value of each transition's next observation [R]."""
-        return ep.packing.td_lambda_targets(ep.reward, ep.terminated, next_values, self.gamma, self.td_lambda)
+        return ep.lambda_returns(next_values, self.gamma, self.td_lambda)
 
     # ---- the template -------------------------------------------------------------------
     def compute_loss(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
@@ -153,8 +153,8 @@ class ValueDecomposition(MarlAlgorithm, abstract=True):
             y = self.targets(ep, fwd)  # [R] float32
         td = q_tot - y  # [R]
         w_sampler, signals = self.weigh(
-            None, is_weights, td=td, q_tot=q_tot, q_star=fwd.q_star,
-            agent_utils=fwd.agent_qs[ep.tr], taken=ep.taken, avail=ep.avail[ep.tr], packing=ep.packing,
+            ep, is_weights, td=td, q_tot=q_tot, q_star=fwd.q_star,
+            agent_utils=fwd.agent_qs[ep.tr], taken=ep.taken, avail=ep.avail[ep.tr],
         )  # fmt: skip
         w_scheme = self.scheme_weights(ep, fwd, y, td.detach())  # [R] or None
         weights = w_sampler if w_scheme is None else w_sampler * w_scheme

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from macpo.algos.actor_critic import ActorCritic
-from macpo.algos.base import EpisodeBatch, LoopSettings, LossOutput, OptimiserSpec, masked_mean
+from macpo.algos.base import LoopSettings, LossOutput, OptimiserSpec, PackedBatch
 from macpo.envs.base import BatchedEnv
 from macpo.nn.policy_head import categorical_entropy, taken_log_probs
 from macpo.nn.qmix_mixer import QMixer
@@ -59,25 +59,26 @@ class VDAC(ActorCritic):
         return {"actor_critic": self.rmsprop([*self.agent.parameters(), *self.mixer.parameters()], self.lr)}
 
     def learn(self, batch: dict[str, torch.Tensor], is_weights: torch.Tensor) -> LossOutput:
-        ep = EpisodeBatch.of(batch, self.info.n_actions)
-        mask = ep.mask  # [b, T]
-        logits, values = self.agent.heads(ep.inputs)  # [b, T+1, N, A], [b, T+1, N]
-        v_tot = self.mixer(values, ep.state)  # [b, T+1]
-        targets, adv = vdac_advantages(ep.reward, ep.terminated, mask, v_tot, self.gamma, self.td_lambda)  # [b, T]
-        td = v_tot[:, :-1] - targets  # [b, T]
-        weights, signals = self.weigh(mask, is_weights, td=td, q_tot=v_tot[:, :-1])  # uniform: ones
+        ep = PackedBatch.of(batch, self.info.n_actions)
+        n, tr = self.info.n_agents, ep.tr
+        logits, values = self.agent.heads(ep.inputs, ep.steps)  # [R_obs, N, A], [R_obs, N]
+        v_tot = self.mixer(values, ep.state)  # [R_obs] (the state in its storage dtype)
+        targets, adv = vdac_advantages(ep.packing, ep.reward, ep.terminated, v_tot[tr], v_tot[ep.nxt],
+                                       self.gamma, self.td_lambda)  # fmt: skip  # [R]
+        td = v_tot[tr] - targets  # [R]
+        weights, signals = self.weigh(ep, is_weights, td=td, q_tot=v_tot[tr])  # uniform: ones
 
-        probs = self.behaviour_probs(logits[:, :-1], ep.avail[:, :-1])  # [b, T, N, A]
-        log_pi = taken_log_probs(probs, ep.taken, mask[..., None])  # [b, T, N]
-        pg_loss = -masked_mean(adv[..., None] * log_pi, mask[..., None]) / self.info.n_agents
-        vf_loss = masked_mean(weights * td.pow(2), mask)
-        entropy = masked_mean(categorical_entropy(probs), mask[..., None]) / self.info.n_agents
+        probs = self.behaviour_probs(logits[tr], ep.avail[tr])  # [R, N, A]
+        log_pi = taken_log_probs(probs, ep.taken)  # [R, N]
+        pg_loss = -ep.mean((adv[:, None] * log_pi).sum(-1)) / n
+        vf_loss = ep.mean(weights * td.pow(2))
+        entropy = ep.mean(categorical_entropy(probs).sum(-1)) / n
         loss = pg_loss + self.vf_coef * vf_loss - self.ent_coef * entropy
         self.optimise("actor_critic", loss)
         metrics = {
             "loss": loss.detach(), "pg_loss": pg_loss.detach(), "critic_loss": vf_loss.detach(),
-            "td_error_abs": masked_mean(td.detach().abs(), mask), "advantage_mean": masked_mean(adv, mask),
-            "v_tot_mean": masked_mean(v_tot[:, :-1].detach(), mask), "target_mean": masked_mean(targets, mask),
+            "td_error_abs": ep.mean(td.detach().abs()), "advantage_mean": ep.mean(adv),
+            "v_tot_mean": ep.mean(v_tot[tr].detach()), "target_mean": ep.mean(targets),
             "entropy": entropy.detach(),
         }  # fmt: skip
         return LossOutput(loss.detach(), signals, metrics)

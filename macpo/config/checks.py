@@ -11,12 +11,11 @@ import dataclasses
 import math
 import typing
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from macpo.config.paths import CONF_DIR
 
 
 class ConfigError(ValueError):

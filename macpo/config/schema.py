@@ -54,6 +54,13 @@ class CheckpointConfig:
 
 
 @dataclass
+class NNConfig:
+    """How the networks compute (``macpo.nn.kernels``), not what: left out of a run's identity."""
+
+    kernels: str = key(choices=("fused", "torch"))
+
+
+@dataclass
 class TrainConfig:
     """The top-level keys (``conf/train.yaml``); groups are typed by their own schemas."""
 
@@ -63,6 +70,7 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: Any = MISSING
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    nn: NNConfig = field(default_factory=NNConfig)
     seed: int = key(ge=0, le=SEED_MAX)
     device: str = key(nonempty=True)
     torch_threads: int = key(ge=0)

@@ -61,3 +61,19 @@ class BatchedEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release external resources (only adapters around real games need this)."""
+
+
+class FixedInfoEnv(BatchedEnv):
+    """A shape-only env for building learners of a given size (never stepped)."""
+
+    def __init__(self, info: EnvInfo, device="cpu"):
+        self.n_envs, self.device, self._info = 1, torch.device(device), info
+
+    @property
+    def env_info(self) -> EnvInfo:
+        return self._info
+
+    def reset(self, seed=None):
+        raise NotImplementedError
+
+    step = get_obs = get_state = get_avail_actions = reset

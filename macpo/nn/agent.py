@@ -9,26 +9,35 @@ from torch import nn
 from macpo.nn.fused_gru import FusedGRU
 
 
-def agent_inputs(obs: torch.Tensor, actions: torch.Tensor, n_actions: int) -> torch.Tensor:
-    """Agent-network inputs over a whole episode batch: obs ⊕ last action one-hot ⊕ agent id.
+def agent_inputs(obs: torch.Tensor, last_actions: torch.Tensor, n_actions: int,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:  # fmt: skip
+    """The agent network's input: obs ⊕ last action one-hot ⊕ agent id, for any rows of observations.
 
-    obs [B, T, N, O] float, actions [B, T, N] long (the action taken at each t).
-    Returns [B, T, N, O + A + N]; the last action at t = 0 is all zeros.
+    obs [*, N, O] (any dtype that holds it exactly), last_actions [*, N] long (−1 where there is no
+    last action: an episode's first step) → [*, N, O + A + N] in ``dtype`` (default obs's). The one
+    builder: the learners call it on packed observation rows (``EpisodePacking.agent_inputs``), the
+    acting policies on one step of a batch of envs. Written in place (a concatenation is a copy too).
     """
-    b, t, n, _ = obs.shape
-    last = torch.zeros(b, t, n, n_actions, device=obs.device, dtype=obs.dtype)  # [B, T, N, A]
-    last[:, 1:] = F.one_hot(actions[:, :-1], n_actions).to(obs.dtype)
-    ids = torch.eye(n, device=obs.device, dtype=obs.dtype).expand(b, t, n, n)  # [B, T, N, N]
-    return torch.cat([obs, last, ids], dim=-1)
+    *lead, n, o_dim = obs.shape
+    dtype = dtype or obs.dtype
+    out = torch.empty(*lead, n, o_dim + n_actions + n, dtype=dtype, device=obs.device)  # [*, N, O+A+N]
+    out[..., :o_dim] = obs
+    last = out[..., o_dim : o_dim + n_actions]  # [*, N, A] last action one-hot
+    last.zero_()
+    last.scatter_(-1, last_actions.clamp_min(0)[..., None], 1)
+    last.masked_fill_(last_actions[..., None] < 0, 0)
+    out[..., o_dim + n_actions :] = torch.eye(n, device=obs.device, dtype=dtype)  # agent ids
+    return out
 
 
 class RNNAgent(nn.Module):
     """fc → ReLU → GRU → fc: Q-values of one agent's actions from its observation history.
 
-    One ``FusedGRU`` call runs the whole time axis (an ``nn.GRU`` with a hand-written backward on
-    CPU, ``macpo.nn.fused_gru``), which is what makes a learner update fast; acting feeds sequences
-    of length 1 with a carried hidden state. The GRU reads its input time-major through a transposed
-    view (no copy); its parameters and ``state_dict`` are ``nn.GRU``'s.
+    Learner updates call ``forward_packed`` on a packed batch: the GRU kernel walks it with fc1 and
+    fc2 fused in (``macpo.nn.kernels.gru``), which is what makes an update fast. Acting calls
+    ``forward`` on one step of every env with a carried hidden state. The GRU is a ``FusedGRU``
+    (``nn.GRU``'s parameters and ``state_dict``); with ``nn.kernels=torch`` both run ``nn.Linear``
+    and ``nn.GRU`` layers.
     """
 
     def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64, q_clamp: tuple | None = None):

@@ -16,10 +16,10 @@ from torch import nn
 
 
 def critic_inputs(state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-    """state [B, T, S], obs [B, T, N, O] → per-agent critic inputs [B, T, N, S + O + N]."""
-    b, t, n, _ = obs.shape
-    ids = torch.eye(n, device=obs.device, dtype=obs.dtype).expand(b, t, n, n)  # [B, T, N, N]
-    return torch.cat([state[:, :, None].expand(b, t, n, state.shape[-1]), obs, ids], dim=-1)
+    """state [*, S], obs [*, N, O] → per-agent critic inputs [*, N, S + O + N] (in obs's dtype)."""
+    *lead, n, _ = obs.shape
+    ids = torch.eye(n, device=obs.device, dtype=obs.dtype).expand(*lead, n, n)  # [*, N, N]
+    return torch.cat([state[..., None, :].expand(*lead, n, state.shape[-1]).to(obs.dtype), obs, ids], dim=-1)
 
 
 class AgentCritic(nn.Module):
@@ -33,7 +33,7 @@ class AgentCritic(nn.Module):
         self.advantage = nn.Linear(hidden_dim, n_actions)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs [B, T, N, I] → Q_i [B, T, N, A]."""
+        """inputs [*, N, I] → Q_i [*, N, A]."""
         h = F.relu(self.fc2(F.relu(self.fc1(inputs))))
         return self.value(h) + self.advantage(h)
 
@@ -49,21 +49,21 @@ class LinearMixer(nn.Module):
         self.bias = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
     def k(self, state: torch.Tensor) -> torch.Tensor:
-        """state [B, T, S] → the agents' non-negative credit weights k [B, T, N] (sum 1 over N)."""
-        w1 = self.hyper_w1(state).abs().unflatten(-1, (self.n_agents, self.embed_dim))  # [B, T, N, E]
-        w2 = self.hyper_w2(state).abs()  # [B, T, E]
-        k = (w1 * w2[..., None, :]).sum(-1) + 1e-8  # [B, T, N]
+        """state [*, S] → the agents' non-negative credit weights k [*, N] (sum 1 over N)."""
+        w1 = self.hyper_w1(state).abs().unflatten(-1, (self.n_agents, self.embed_dim))  # [*, N, E]
+        w2 = self.hyper_w2(state).abs()  # [*, E]
+        k = (w1 * w2[..., None, :]).sum(-1) + 1e-8  # [*, N]
         return k / k.sum(-1, keepdim=True)
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """agent_qs [B, T, N], state [B, T, S] → Q_tot [B, T]."""
+        """agent_qs [*, N], state [*, S] → Q_tot [*] (* = transition rows R, or B, T)."""
         return (self.k(state) * agent_qs).sum(-1) + self.bias(state).squeeze(-1)
 
 
 def decomposed_advantages(q: torch.Tensor, probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """DOP's per-agent advantage Q_i(s, a_i) − Σ_a π_i(a) Q_i(s, a).
 
-    q [B, T, N, A] agent critics, probs [B, T, N, A] current policy, actions [B, T, N] → [B, T, N].
+    q [*, N, A] agent critics, probs [*, N, A] current policy, actions [*, N] → [*, N].
     """
-    taken = q.gather(-1, actions[..., None]).squeeze(-1)  # [B, T, N]
+    taken = q.gather(-1, actions[..., None]).squeeze(-1)  # [*, N]
     return taken - (probs * q).sum(-1)

@@ -7,7 +7,9 @@ w_i(s) ≥ 0 are multi-head attention weights over agents (Qatten-style, heads s
 values and sg the stop-gradient of the public code. Attention keys: the public code reads each
 agent's unit features out of the SMAC state; this suite's states are not always unit-structured
 (predator-prey's is a grid), so each agent has a learned key per head instead. The squared
-attention logits are returned as a regulariser (``attend_reg_coef`` in the public config).
+attention logits are returned as a regulariser (``attend_reg_coef`` in the public config),
+averaged over the rows the mixer is given: the learner gives it real transitions only, where the
+public code averages over its zero-padded batch, padding included.
 """
 
 from __future__ import annotations
@@ -37,16 +39,18 @@ class FOPMixer(nn.Module):
         self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
     def attention(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """state [B, T, S] → weights w [B, T, N] (heads summed) and the logits' regulariser (scalar)."""
+        """state [*, S] → weights w [*, N] (heads summed) and the logits' regulariser: Σ over heads of
+        the squared logits' mean over every row in * and agent (a scalar)."""
         logits = torch.stack(
             [(sel(state)[..., None, :] * keys).sum(-1) for sel, keys in zip(self.selectors, self.agent_keys)], dim=-2
-        ) / math.sqrt(self.embed_dim)  # [B, T, H, N]
-        reg = self.attend_reg_coef * logits.pow(2).mean(dim=(0, 1, 3)).sum()
+        ) / math.sqrt(self.embed_dim)  # [*, H, N]
+        squared = logits.pow(2).reshape(-1, *logits.shape[-2:])  # [rows, H, N]
+        reg = self.attend_reg_coef * squared.mean(dim=(0, 2)).sum()
         return torch.softmax(logits, dim=-1).sum(-2), reg
 
     def joint_action_weights(self, state: torch.Tensor, actions_onehot: torch.Tensor) -> torch.Tensor:
-        """λ_i(s, a) > 0: state [B, T, S], actions_onehot [B, T, N, A] → [B, T, N]."""
-        sa = torch.cat([state, actions_onehot.flatten(-2)], dim=-1)  # [B, T, S + N*A]
+        """λ_i(s, a) > 0: state [*, S], actions_onehot [*, N, A] → [*, N]."""
+        sa = torch.cat([state, actions_onehot.flatten(-2)], dim=-1)  # [*, S + N*A]
         lam = 0.0
         for scale, agents, acts in zip(self.lambda_scale, self.lambda_agents, self.lambda_actions):
             lam = lam + (scale(state).abs() + 1e-10) * torch.sigmoid(agents(state)) * torch.sigmoid(acts(sa))
@@ -54,10 +58,10 @@ class FOPMixer(nn.Module):
 
     def forward(self, agent_qs: torch.Tensor, agent_vs: torch.Tensor, state: torch.Tensor,
                 actions_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """agent_qs, agent_vs [B, T, N], state [B, T, S], actions_onehot [B, T, N, A] → Q_tot [B, T], reg."""
+        """agent_qs, agent_vs [*, N], state [*, S], actions_onehot [*, N, A] → Q_tot [*], reg (* = rows R, or B, T)."""
         w, reg = self.attention(state)
-        w = w + 1e-10  # [B, T, N]
-        v_tot = (w * agent_qs).sum(-1) + self.value(state).squeeze(-1)  # [B, T]
-        adv = (w * (agent_qs - agent_vs)).detach()  # [B, T, N]
-        lam = self.joint_action_weights(state, actions_onehot)  # [B, T, N]
+        w = w + 1e-10  # [*, N]
+        v_tot = (w * agent_qs).sum(-1) + self.value(state).squeeze(-1)  # [*]
+        adv = (w * (agent_qs - agent_vs)).detach()  # [*, N]
+        lam = self.joint_action_weights(state, actions_onehot)  # [*, N]
         return v_tot + ((lam - 1.0) * adv).sum(-1), reg

@@ -1,41 +1,19 @@
-"""A single-layer GRU with a hand-written backward: faster than ``nn.GRU`` for training on CPU.
+"""``FusedGRU``: an ``nn.GRU`` whose single-layer CPU path runs the packed GRU kernel.
 
-Autograd through ``nn.GRU`` on CPU records every timestep's matmuls and gate ops, and its backward
-runs two small weight-gradient matmuls per step. Here time is walked in chunks of a few steps:
+The kernel (``macpo.nn.kernels.gru``) walks a packed batch with a hand-written backward; it is what
+makes a learner update fast. ``FusedGRU`` has ``nn.GRU``'s parameters, initialisation and
+``state_dict`` and gives its results up to float rounding; it hands to ``nn.GRU`` what the kernel
+does not cover (CUDA, where cuDNN is faster; several layers; bidirectional; no bias) and everything
+when ``nn.kernels=torch`` (``macpo.nn.kernels``).
 
-- forward: one matmul for the input projections of a chunk, then per step one ``h @ W_hhᵀ`` and a
-  few gate ops, storing per step the factors that the backward multiplies by;
-- backward: per step one elementwise product (the gate gradients) and one matmul for ∂h; per chunk,
-  while those gradients are still in cache, one matmul each for ∂x, ∂W_ih, ∂W_hh and sums for the
-  biases (instead of autograd's per-step weight-gradient matmuls).
+Two entry points:
 
-The equations are exactly PyTorch's (gate order r, z, n):
-
-    r = σ(W_ir x + b_ir + W_hr h + b_hr)
-    z = σ(W_iz x + b_iz + W_hz h + b_hz)
-    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
-    h' = (1 − z) ⊙ n + z ⊙ h
-
-so ``FusedGRU`` is an ``nn.GRU`` subclass with the same parameters, initialisation and
-``state_dict``; it hands what it does not cover to ``nn.GRU`` (CUDA, where cuDNN is faster; several
-layers; bidirectional; no bias; packed or unbatched input).
-
-Besides the layout, three things make it faster on this project's CPUs (one thread, AMD Zen with
-AVX-512): float32 matmuls go through oneDNN (``torch.ops.mkldnn._linear_pointwise``) where PyTorch
-has it, which runs AVX-512 kernels where MKL's sgemm stays on AVX2 (2× here); ``tanh`` is computed
-as ``2σ(2a) − 1`` (PyTorch's CPU ``tanh`` kernel is ~10× slower than its ``sigmoid``; same value up
-to float rounding); and the big intermediate tensors are chunk-sized, so they stay in cache.
-
-Input may carry several batch dims, ``x [T, *batch, I]``, with any strides: the RNN agent passes its
-``[B, T, N, H]`` features transposed to ``[T, B, N, H]`` without copying them, and gets ``h_seq``
-laid out in memory like ``x``.
-
-Learner updates use the packed variant (``FusedGRU.packed``, ``packed_gru``): a time-major batch
-holding at each step only the sequences still running (``PackedSequence``'s layout), so an update
-pays for real timesteps only (``macpo.nn.packing``). Its backward stores no per-step factors: it
-recomputes each chunk's gates from the saved outputs (two chunk-wide matmuls), which keeps an
-update's memory to its activations. Under autocast (``trainer.precision=bf16-mixed``) both paths
-run their matmuls and gates in bfloat16 and sum the weight gradients in float32.
+- ``packed(x, step_rows)``: a packed batch (learner updates; ``PackedSequence``'s layout);
+- ``forward(x, hx)``: ``nn.GRU``'s, for sequences of equal length, with several batch dims allowed,
+  ``x [T, *batch, I]`` with any strides; on the kernel path it is the packed walk with M = Π batch
+  sequences at every step, and ``h_seq`` comes back laid out in memory like ``x``. Acting (one step
+  of every env with a carried hidden state, no autograd) runs PyTorch's own GRU cell instead: for
+  a few hundred rows the walk's per-step Python costs more than the step.
 """
 
 from __future__ import annotations
@@ -45,480 +23,30 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-from macpo.nn.fast_linear import _linear, _linear_add, _linear_relu, _mm_into, compute_dtype
-
-_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # (g, y, grad_input=out): g·y·(1 − y)
-_tanh_backward = torch.ops.aten.tanh_backward.grad_input  # (g, y, grad_input=out): g·(1 − y²)
+from macpo.nn import kernels
+from macpo.nn.kernels.gru import packed_gru
+from macpo.nn.kernels.matmul import compute_dtype
 
 
-def _gate_factors(f, r, z, n, gh_n, diff, one, tmp) -> None:
-    """Write ∂h_t/∂(pre-activations) of one GRU step into f [rows, 5, H] (order: _Z, _N_IN, _R, _ZG,
-    _N_HID) from its gates r, z, n, the hidden part of n's pre-activation gh_n and diff = h_{t-1} − n
-    (read first, so it may live in the scratch buffer tmp)."""
-    _sigmoid_backward(diff, z, grad_input=f[:, _ZG])  # (h_{t-1} − n)·z(1 − z)
-    f[:, _Z].copy_(z)  # ∂h_t/∂h_{t-1} along the direct path
-    torch.sub(one, z, out=tmp)
-    _tanh_backward(tmp, n, grad_input=f[:, _N_IN])  # (1 − z)(1 − n²)
-    torch.mul(f[:, _N_IN], r, out=f[:, _N_HID])
-    torch.mul(f[:, _N_IN], gh_n, out=tmp)
-    _sigmoid_backward(tmp, r, grad_input=f[:, _R])
-
-
-ROWS_PER_CHUNK = 2048  # sequences × timesteps per chunk: measured fastest at 1–3k rows for H = 64
-
-# Per-step backward factors, stored [T, M, 5, H] in this block order so that both gate-gradient
-# matrices are contiguous column ranges of a row: blocks 1..3 = ∂(input-side gate pre-activations)
-# in (n, r, z) order, blocks 2..4 = ∂(hidden-side gate pre-activations) in (r, z, n) order.
-_Z, _N_IN, _R, _ZG, _N_HID = range(5)
-
-
-def _chunks(t_len: int, m: int) -> list[tuple[int, int]]:
-    step = max(1, ROWS_PER_CHUNK // max(m, 1))
-    return [(c0, min(c0 + step, t_len)) for c0 in range(0, t_len, step)]
-
-
-def _empty_like_layout(x: torch.Tensor, last: int) -> torch.Tensor:
+def _empty_like_layout(x: torch.Tensor, last: int, dtype: torch.dtype) -> torch.Tensor:
     """Uninitialised x.shape[:-1] + (last,), its dims ordered in memory as x's are (last dim innermost)."""
     outer = sorted(range(x.dim() - 1), key=x.stride, reverse=True)  # outermost first; ties keep order
     order = [*outer, x.dim() - 1]
-    buf = x.new_empty([x.shape[d] for d in order[:-1]] + [last])
+    buf = x.new_empty([x.shape[d] for d in order[:-1]] + [last], dtype=dtype)
     return buf.permute([order.index(d) for d in range(x.dim())])
 
 
-def _rows(x: torch.Tensor, t0: int, t1: int) -> torch.Tensor:
-    """x[t0:t1] as [(t1 − t0)·M, F] rows (a copy only where x's layout needs one)."""
-    return x[t0:t1].reshape(-1, x.shape[-1])
-
-
-def _flat(x: torch.Tensor, m: int) -> torch.Tensor | None:
-    """x [*batch, F] as a view [M, F], or None where its strides do not allow one."""
-    try:
-        return x.view(m, x.shape[-1])
-    except RuntimeError:
-        return None
-
-
-class FactorStore:
-    """Lends the factor buffer of the last finished backward to the next forward that fits in it.
-
-    The buffer is the largest tensor of an update ([T, M, 5, H]: 260 MB at batch 128 × 8 agents ×
-    201 steps); allocating it afresh each update costs as much as a fifth of the GRU's time in page
-    faults on this project's machines. Packed batches differ in size from update to update, so the
-    buffer is kept flat and lent as a view of its first elements when it is large enough. A backward
-    only reads it and hands it back when it ends, so ``retain_graph`` works; should a later forward
-    overwrite it first, autograd's version check makes the old graph's next backward raise instead
-    of computing wrong gradients.
-    """
-
-    def __init__(self) -> None:
-        self.spare: torch.Tensor | None = None
-
-    def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        buf, self.spare = self.spare, None
-        numel = math.prod(shape)
-        if buf is not None and buf.numel() >= numel and buf.dtype == like.dtype and buf.device == like.device:
-            return buf[:numel].view(shape)
-        del buf  # free the old one before allocating a larger one
-        return like.new_empty(numel).view(shape)
-
-    def give_back(self, buf: torch.Tensor) -> None:
-        base = buf._base if buf._base is not None else buf
-        self.spare = base.view(-1)
-
-    def clear(self) -> None:
-        self.spare = None
-
-
-class _Recurrence:
-    """The forward walk shared by the training and no-grad paths: x [T, *batch, I] → h_seq."""
-
-    def __init__(self, x, h0, w_ih, w_hh, b_ih, b_hh):
-        self.x, self.w_ih, self.w_hh, self.b_ih, self.b_hh = x, w_ih.contiguous(), w_hh.contiguous(), b_ih, b_hh
-        self.t_len, self.batch, self.hd = x.shape[0], x.shape[1:-1], w_hh.shape[1]
-        self.m = math.prod(self.batch)
-        m, hd = self.m, self.hd
-        self.h0 = h0.reshape(m, hd)  # [M, H]
-        self.h_seq = _empty_like_layout(x, hd)  # [T, *batch, H]
-        self.rz, self.n = x.new_empty(m, 2 * hd), x.new_empty(m, hd)  # per-step scratch
-        self.diff, self.h_scratch = x.new_empty(m, hd), x.new_empty(m, hd)
-
-    def steps(self):
-        """Runs the recurrence; yields (t, gh [M, 3H]) after each step, with r, z in ``rz``, n in ``n``
-        and h_{t-1} − n in ``diff``, so the caller can derive the backward factors."""
-        hd, h = self.hd, self.h0
-        for c0, c1 in _chunks(self.t_len, self.m):
-            gi = _linear(_rows(self.x, c0, c1), self.w_ih, self.b_ih).view(c1 - c0, self.m, 3 * hd)  # [C, M, 3H]
-            for t in range(c0, c1):
-                gh = _linear(h, self.w_hh, self.b_hh)  # [M, 3H]
-                gi_t, rz, n = gi[t - c0], self.rz, self.n
-                torch.add(gi_t[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
-                rz.sigmoid_()
-                torch.addcmul(gi_t[:, 2 * hd :], rz[:, :hd], gh[:, 2 * hd :], out=n)  # n's pre-activation a
-                n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
-                torch.sub(h, n, out=self.diff)
-                out = _flat(self.h_seq[t], self.m)
-                h = self.h_scratch if out is None else out
-                torch.addcmul(n, rz[:, hd:], self.diff, out=h)  # h_t = (1 − z)·n + z·h_{t-1}
-                if out is None:
-                    self.h_seq[t].copy_(h.view(*self.batch, hd))
-                yield t, gh
-
-
-def gru_forward_no_grad(x, h0, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
-    """h_seq [T, *batch, H] for x [T, *batch, I], h0 [M, H]: the forward alone (nothing kept)."""
-    rec = _Recurrence(x, h0, w_ih, w_hh, b_ih, b_hh)
-    for _ in rec.steps():
-        pass
-    return rec.h_seq
-
-
-class _GRUSequence(torch.autograd.Function):
-    """Autograd for a whole sequence: (x [T, *batch, I], h0 [M, H], weights) → h_seq [T, *batch, H]."""
-
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, store):
-        rec = _Recurrence(x, h0, w_ih, w_hh, b_ih, b_hh)
-        t_len, m, hd = rec.t_len, rec.m, rec.hd
-        factors = store.take((t_len, m, 5, hd), x)  # [T, M, 5, H] ∂h_t/∂(pre-activations), order above
-        tmp, one = x.new_empty(m, hd), x.new_ones(())
-        for t, gh in rec.steps():
-            _gate_factors(factors[t], rec.rz[:, :hd], rec.rz[:, hd:], rec.n, gh[:, 2 * hd :], rec.diff, one, tmp)
-        ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.h_seq, factors)
-        ctx.store, ctx.h0_shape = store, h0.shape
-        return rec.h_seq
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_seq):
-        x, h0, w_ih, w_hh, h_seq, factors = ctx.saved_tensors
-        t_len, m, _, hd = factors.shape
-        i, batch = x.shape[-1], x.shape[1:-1]
-        need_x, need_h0, need_wih, need_whh, need_bih, need_bhh, _ = ctx.needs_input_grad
-        w_hh_t = w_hh.t().contiguous()  # [H, 3H]
-        w_ih_nrz_t = torch.cat([w_ih[2 * hd :], w_ih[: 2 * hd]]).t().contiguous()  # [I, 3H], rows n, r, z
-        dx = torch.empty_like(x) if need_x else None  # [T, *batch, I]
-        dw_ih_nrz, dw_hh = w_ih.new_zeros(3 * hd, i), w_hh.new_zeros(3 * hd, hd)
-        db_ih_nrz, db_hh = w_ih.new_zeros(3 * hd), w_hh.new_zeros(3 * hd)
-        dh = x.new_empty(m, hd)  # [M, H] total ∂L/∂h_t
-        dh.view(*batch, hd).copy_(grad_seq[-1])
-        chunks = _chunks(t_len, m)
-        grads = x.new_empty(chunks[0][1], m, 5, hd)  # [C, M, 5, H] one chunk's ∂L/∂(pre-activations)
-        for c0, c1 in reversed(chunks):
-            for t in range(c1 - 1, c0 - 1, -1):
-                d = torch.mul(factors[t], dh.unsqueeze(1), out=grads[t - c0])  # [M, 5, H]
-                dh = _linear_add(d[:, _R:].reshape(m, 3 * hd), d[:, _Z], w_hh_t)  # ∂L/∂h_{t-1} via step t
-                if t > 0:
-                    dh.view(*batch, hd).add_(grad_seq[t - 1])
-            rows = grads[: c1 - c0].view(-1, 5 * hd)  # [C·M, 5H]
-            d_in, d_hid = rows[:, _N_IN * hd : (_ZG + 1) * hd], rows[:, _R * hd :]  # [C·M, 3H] each
-            if need_x:
-                dx[c0:c1].copy_(_linear(d_in, w_ih_nrz_t, None).view(c1 - c0, *batch, i))
-            if need_wih:
-                dw_ih_nrz.addmm_(d_in.t(), _rows(x, c0, c1))
-            if need_whh:
-                if c0 == 0:
-                    dw_hh.addmm_(d_hid[:m].t(), h0)
-                    if c1 > 1:
-                        dw_hh.addmm_(d_hid[m:].t(), _rows(h_seq, 0, c1 - 1))
-                else:
-                    dw_hh.addmm_(d_hid.t(), _rows(h_seq, c0 - 1, c1 - 1))
-            if need_bih:
-                db_ih_nrz += d_in.sum(0)
-            if need_bhh:
-                db_hh += d_hid.sum(0)
-        ctx.store.give_back(factors)
-
-        def to_rzn(v):  # rows (n, r, z) → PyTorch's (r, z, n)
-            return torch.cat([v[hd:], v[:hd]])
-
-        return (dx, dh.view(ctx.h0_shape) if need_h0 else None, to_rzn(dw_ih_nrz) if need_wih else None,
-                dw_hh if need_whh else None, to_rzn(db_ih_nrz) if need_bih else None,
-                db_hh if need_bhh else None, None)  # fmt: skip
-
-
-def gru_sequence(x, h0, w_ih, w_hh, b_ih, b_hh, store: FactorStore | None = None) -> torch.Tensor:
-    """PyTorch's single-layer GRU over a sequence: x [T, *batch, I], h0 [M = Π batch, H] → [T, *batch, H].
-
-    With autograd recording, one fused autograd node (``store`` lends it a factor buffer);
-    otherwise a plain loop that saves nothing.
-    """
-    cd = compute_dtype(x)  # under autocast: everything in its dtype (the weights cast differentiably)
-    if cd != x.dtype or cd != w_ih.dtype:
-        x, h0, w_ih, w_hh, b_ih, b_hh = (a.to(cd) for a in (x, h0, w_ih, w_hh, b_ih, b_hh))
-    with torch.autocast(x.device.type, enabled=False):
-        if torch.is_grad_enabled() and any(a.requires_grad for a in (x, h0, w_ih, w_hh, b_ih, b_hh)):
-            return _GRUSequence.apply(x, h0, w_ih, w_hh, b_ih, b_hh, store or FactorStore())
-        return gru_forward_no_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-
-
-# ---- packed sequences ---------------------------------------------------------------------------
-# A packed batch holds at each step only the sequences still running, longest first (PyTorch's
-# ``PackedSequence`` layout): x [R, I] with R = Σ_t m_t rows, step t's rows x[o_t : o_t + m_t], and
-# the m_{t+1} sequences of step t+1 the first m_{t+1} of step t's. Each step costs its real rows.
-
-
-def _packed_chunks(step_rows: list[int]) -> list[tuple[int, int]]:
-    """Steps grouped so that each group holds about ``ROWS_PER_CHUNK`` rows."""
-    chunks, c0, rows = [], 0, 0
-    for t, m in enumerate(step_rows):
-        rows += m
-        if rows >= ROWS_PER_CHUNK:
-            chunks.append((c0, t + 1))
-            c0, rows = t + 1, 0
-    if c0 < len(step_rows):
-        chunks.append((c0, len(step_rows)))
-    return chunks
-
-
-class _PackedRecurrence:
-    """The forward walk over a packed batch: x [R, I], m_t rows per step → h [R, H].
-
-    With ``fc_in = (w1, b1)`` the GRU reads relu(x w1ᵀ + b1) and with ``fc_out = (w2, b2)`` each
-    chunk's outputs also go through q = h w2ᵀ + b2 (the RNN agent's layers around its GRU), one
-    chunk at a time, so no network-sized intermediate ([R, H] per layer) is ever written.
-    """
-
-    def __init__(self, x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None, keep_h=True):
-        # compute dtype: bfloat16 under autocast, else the weights' float32; with fc_in, x may be in a
-        # storage dtype (uint8/float16 agent inputs), cast one chunk at a time
-        cd = x.dtype if fc_in is None else h0.dtype
-        self.x, self.step_rows, self.cd = x, step_rows, cd
-        self.w_ih, self.w_hh = w_ih.to(cd).contiguous(), w_hh.to(cd).contiguous()
-        self.b_ih, self.b_hh = b_ih.to(cd), b_hh.to(cd)
-        self.fc_in = None if fc_in is None else (fc_in[0].to(cd).contiguous(), fc_in[1].to(cd))
-        self.fc_out = None if fc_out is None else (fc_out[0].to(cd).contiguous(), fc_out[1].to(cd))
-        self.offsets = [0]
-        for m in step_rows:
-            self.offsets.append(self.offsets[-1] + m)
-        if self.offsets[-1] != x.shape[0]:
-            raise ValueError(f"packed GRU: step rows sum to {self.offsets[-1]}, input has {x.shape[0]} rows")
-        self.hd = hd = w_hh.shape[1]
-        m0 = step_rows[0] if step_rows else 0
-        self.h0 = h0.to(cd)  # [m_0, H]
-        like = dict(dtype=cd, device=x.device)
-        self.chunks = _packed_chunks(step_rows)
-        # h of every row (the backward reads it), or with fc_out and keep_h=False one chunk's rows, reused
-        # by every chunk (a step reads h_{t-1} before it writes h_t, and a chunk's first step reads the
-        # previous chunk's last rows, at the buffer's end): no-grad target networks hold no [R, H] tensor
-        self.keep_h = keep_h or fc_out is None
-        most = max((self.offsets[c1] - self.offsets[c0] for c0, c1 in self.chunks), default=0)
-        self.h = torch.empty(x.shape[0] if self.keep_h else most, hd, **like)  # [R, H] or [rows of a chunk, H]
-        self.q = None if fc_out is None else torch.empty(x.shape[0], self.fc_out[0].shape[0], **like)  # [R, A]
-        self.rz, self.n, self.diff = (torch.empty(m0, k * hd, **like) for k in (2, 1, 1))
-
-    def gru_input(self, lo: int, hi: int) -> torch.Tensor:
-        """The GRU's input on rows lo:hi ([rows, H_in]): x itself, or relu(fc_in(x))."""
-        return self.x[lo:hi] if self.fc_in is None else _linear_relu(self.x[lo:hi].to(self.cd), *self.fc_in)
-
-    def steps(self):
-        """Runs the recurrence; yields (t, m_t, gh [m_t, 3H]) after each step (r, z in ``rz[:m]``, n in
-        ``n[:m]``, h_{t-1} − n in ``diff[:m]``), so the caller can derive the backward factors."""
-        hd, o = self.hd, self.offsets
-        h_before = self.h0  # h_{t-1}: its first m_t rows are the step's previous states
-        for c0, c1 in self.chunks:
-            # where this chunk's outputs go: rows o[c0]:o[c1] of h, or the start of a chunk buffer
-            h_out = self.h[o[c0] : o[c1]] if self.keep_h else self.h[: o[c1] - o[c0]]
-            gi = _linear(self.gru_input(o[c0], o[c1]), self.w_ih, self.b_ih)  # [rows of the chunk, 3H]
-            for t in range(c0, c1):
-                m, h_prev = self.step_rows[t], h_before[: self.step_rows[t]]
-                gh = _linear(h_prev, self.w_hh, self.b_hh)  # [m, 3H]
-                gi_t, rz, n, diff = gi[o[t] - o[c0] : o[t] - o[c0] + m], self.rz[:m], self.n[:m], self.diff[:m]
-                torch.add(gi_t[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
-                rz.sigmoid_()
-                torch.addcmul(gi_t[:, 2 * hd :], rz[:, :hd], gh[:, 2 * hd :], out=n)
-                n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
-                torch.sub(h_prev, n, out=diff)
-                h_before = h_out[o[t] - o[c0] : o[t] - o[c0] + m]
-                torch.addcmul(n, rz[:, hd:], diff, out=h_before)  # (1 − z)·n + z·h_{t-1}
-                yield t, m, gh
-            if self.fc_out is not None:
-                self.q[o[c0] : o[c1]] = _linear(h_out, *self.fc_out)
-
-    def run(self) -> torch.Tensor:
-        """The whole forward: h [R, H], or q [R, A] with ``fc_out``."""
-        for _ in self.steps():
-            pass
-        return self.h if self.q is None else self.q
-
-
-class _PackedGRU(torch.autograd.Function):
-    """Autograd for a packed batch: (x [R, I], h0 [m_0, H], weights[, fc_in, fc_out]) → h [R, H] (or q).
-
-    Unlike ``_GRUSequence`` it keeps no per-step factors (5 H per row: 260 MB per network at
-    predator-prey size): the backward recomputes them one chunk at a time from x and the saved
-    outputs h, with two chunk-sized matmuls (x W_ihᵀ and h_{t-1} W_hhᵀ for all the chunk's rows
-    at once) and a few elementwise ops, so the memory of an update is the activations alone.
-    With the agent's input and output layers (``fc_in``/``fc_out``) fused in, their backward also
-    runs chunk by chunk (fc_in's ReLU output recomputed), so of the whole agent network only x
-    and h are kept: each layer's work stays in cache instead of streaming [R, H] tensors.
-    """
-
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2, step_rows):
-        fc_in = None if w1 is None else (w1, b1)
-        fc_out = None if w2 is None else (w2, b2)
-        rec = _PackedRecurrence(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in, fc_out)
-        out = rec.run()
-        w1c, b1c = rec.fc_in if fc_in is not None else (None, None)
-        w2c, b2c = rec.fc_out if fc_out is not None else (None, None)
-        ctx.save_for_backward(x, rec.h0, rec.w_ih, rec.w_hh, rec.b_ih, rec.b_hh, w1c, b1c, w2c, rec.h)
-        ctx.step_rows, ctx.offsets, ctx.cd = step_rows, rec.offsets, rec.cd
-        ctx.param_dtype = w_ih.dtype
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, h = ctx.saved_tensors
-        step_rows, o = ctx.step_rows, ctx.offsets
-        hd, cd, pd = w_hh.shape[1], ctx.cd, ctx.param_dtype
-        need_x, need_h0, need_wih, need_whh, need_bih, need_bhh, need_w1, need_b1, need_w2, need_b2 = (
-            ctx.needs_input_grad[:10]
-        )
-        has_in, has_out = w1 is not None, w2 is not None
-        i_gru = w_ih.shape[1]  # the GRU's input width (fc_in's output width when fused)
-        grad_out = grad_out.to(cd)
-        w_hh_t = w_hh.t().contiguous()  # [H, 3H]
-        w_ih_nrz_t = torch.cat([w_ih[2 * hd :], w_ih[: 2 * hd]]).t().contiguous()  # [I, 3H], rows n, r, z
-        w1_t = w1.t().contiguous() if has_in and need_x else None  # [I, H_in]
-        dx = torch.empty_like(x) if need_x else None  # [R, I]
-        acc = dict(dtype=torch.promote_types(pd, torch.float32), device=x.device)  # sums at ≥ float32
-        dw_ih_nrz, dw_hh = torch.zeros(3 * hd, i_gru, **acc), torch.zeros(3 * hd, hd, **acc)
-        db_ih_nrz, db_hh = torch.zeros(3 * hd, **acc), torch.zeros(3 * hd, **acc)
-        dw1 = torch.zeros(w1.shape, **acc) if has_in else None
-        db1 = torch.zeros(w1.shape[0], **acc) if has_in else None
-        dw2 = torch.zeros(w2.shape, **acc) if has_out else None
-        db2 = torch.zeros(w2.shape[0], **acc) if has_out else None
-        t_len = len(step_rows)
-        like = dict(dtype=cd, device=x.device)
-        dh_all = torch.empty(step_rows[0] if t_len else 0, hd, **like)  # ∂L/∂h_t in its first m_t rows
-        chunks = _packed_chunks(step_rows)
-        most = max((o[c1] - o[c0] for c0, c1 in chunks), default=0)
-        f_buf = torch.empty(most, 5, hd, **like)  # one chunk's factors, then (in place) its ∂L/∂(pre-activations)
-        h_prev = torch.empty(most, hd, **like)  # one chunk's h_{t-1} rows
-        rz_buf, n_buf, tmp_buf = (torch.empty(most, k * hd, **like) for k in (2, 1, 1))
-        gh_buf = torch.empty(most, hd, **like) if has_out else None  # one chunk's ∂L/∂h from the output layer
-        one = torch.ones((), **like)
-        back = None  # ∂L/∂h_t through step t+1 [m_{t+1}, H], carried down the steps
-        for c0, c1 in reversed(chunks):
-            lo_c, hi_c = o[c0], o[c1]
-            rows = hi_c - lo_c
-            if has_out:  # q = h w2ᵀ + b2 on the chunk's rows
-                gq = grad_out[lo_c:hi_c]  # [rows, A]
-                grad_h = torch.mm(gq, w2, out=gh_buf[:rows])  # [rows, H]
-                if need_w2:
-                    _mm_into(dw2, gq.t(), h[lo_c:hi_c])
-                if need_b2:
-                    db2 += gq.sum(0, dtype=db2.dtype)
-            else:
-                grad_h = grad_out[lo_c:hi_c]
-            for t in range(c0, c1):
-                m, lo = step_rows[t], o[t] - lo_c
-                h_prev[lo : lo + m].copy_(h0[:m] if t == 0 else h[o[t - 1] : o[t - 1] + m])
-            # the forward's gates of the whole chunk, recomputed (same equations as _PackedRecurrence)
-            hp, f = h_prev[:rows], f_buf[:rows]
-            xc = x[lo_c:hi_c].to(cd)  # [rows, I] (a cast of this chunk only where x is in a storage dtype)
-            u = xc if not has_in else _linear_relu(xc, w1, b1)  # the GRU's input rows
-            gi = _linear(u, w_ih, b_ih)  # [rows, 3H]
-            gh = _linear(hp, w_hh, b_hh)  # [rows, 3H]
-            rz, n, tmp = rz_buf[:rows], n_buf[:rows], tmp_buf[:rows]
-            torch.add(gi[:, : 2 * hd], gh[:, : 2 * hd], out=rz)
-            rz.sigmoid_()
-            r, z = rz[:, :hd], rz[:, hd:]
-            torch.addcmul(gi[:, 2 * hd :], r, gh[:, 2 * hd :], out=n)
-            n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2σ(2a) − 1
-            _gate_factors(f, r, z, n, gh[:, 2 * hd :], torch.sub(hp, n, out=tmp), one, tmp)
-            del gi, gh
-            for t in range(c1 - 1, c0 - 1, -1):
-                m, lo = step_rows[t], o[t] - lo_c
-                dh = dh_all[:m]  # total ∂L/∂h_t: its own gradient plus what step t+1 sends back
-                dh.copy_(grad_h[lo : lo + m])
-                if back is not None:
-                    dh[: back.shape[0]] += back
-                d = torch.mul(f[lo : lo + m], dh.unsqueeze(1), out=f[lo : lo + m])  # [m, 5, H]
-                back = _linear_add(d[:, _R:].reshape(m, 3 * hd), d[:, _Z], w_hh_t)  # ∂L/∂h_{t-1} via step t
-            flat = f.view(rows, 5 * hd)
-            d_in, d_hid = flat[:, _N_IN * hd : (_ZG + 1) * hd], flat[:, _R * hd :]  # [rows, 3H] each
-            if need_wih:
-                _mm_into(dw_ih_nrz, d_in.t(), u)
-            if need_whh:
-                _mm_into(dw_hh, d_hid.t(), hp)
-            if need_bih:
-                db_ih_nrz += d_in.sum(0, dtype=db_ih_nrz.dtype)
-            if need_bhh:
-                db_hh += d_hid.sum(0, dtype=db_hh.dtype)
-            if has_in and (need_x or need_w1 or need_b1):
-                du = torch.ops.aten.threshold_backward(_linear(d_in, w_ih_nrz_t, None), u, 0)  # [rows, H_in]
-                if need_w1:
-                    _mm_into(dw1, du.t(), xc)
-                if need_b1:
-                    db1 += du.sum(0, dtype=db1.dtype)
-                if need_x:
-                    dx[lo_c:hi_c] = _linear(du, w1_t, None)
-            elif need_x:
-                dx[lo_c:hi_c] = _linear(d_in, w_ih_nrz_t, None)
-
-        def to_rzn(v):  # rows (n, r, z) → PyTorch's (r, z, n)
-            return torch.cat([v[hd:], v[:hd]]).to(pd)
-
-        def out(g, need):
-            return g.to(pd) if need and g is not None else None
-
-        if need_h0:
-            grad_h0 = torch.zeros(h0.shape, dtype=pd, device=x.device)
-            if back is not None:
-                grad_h0[: back.shape[0]] = back
-        return (dx, grad_h0 if need_h0 else None, to_rzn(dw_ih_nrz) if need_wih else None,
-                dw_hh.to(pd) if need_whh else None, to_rzn(db_ih_nrz) if need_bih else None,
-                db_hh.to(pd) if need_bhh else None, out(dw1, need_w1), out(db1, need_b1),
-                out(dw2, need_w2), out(db2, need_b2), None)  # fmt: skip
-
-
-def packed_gru(x, h0, step_rows, w_ih, w_hh, b_ih, b_hh, fc_in=None, fc_out=None) -> torch.Tensor:
-    """PyTorch's single-layer GRU over a packed batch: x [R, I], h0 [m_0, H], ``step_rows`` [T] ints
-    (non-increasing, Σ = R) → h [R, H] (each step's output rows in x's order).
-
-    ``fc_in = (w1, b1)``: the GRU reads relu(x w1ᵀ + b1), x in any dtype (e.g. uint8 storage: each
-    chunk is cast to the compute dtype when read, so no float copy of x is made); ``fc_out = (w2, b2)``: returns
-    q = h w2ᵀ + b2 [R, A] instead of h (both fused into the chunked walk, see ``_PackedGRU``).
-    Under autocast the matmuls and gates run in its dtype (bfloat16) while the weight gradients are
-    summed in float32 and returned in the weights' dtype.
-    """
-    dev = x.device.type
-    if fc_in is None:
-        x = x.to(compute_dtype(x))
-    else:  # x may be in a storage dtype: the walk casts it a chunk at a time
-        h0 = h0.to(torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else fc_in[0].dtype)
-    w1, b1 = fc_in if fc_in is not None else (None, None)
-    w2, b2 = fc_out if fc_out is not None else (None, None)
-    params = [a for a in (x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2) if a is not None]
-    with torch.autocast(x.device.type, enabled=False):
-        if torch.is_grad_enabled() and any(a.requires_grad for a in params):
-            return _PackedGRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, w1, b1, w2, b2, list(step_rows))
-        return _PackedRecurrence(x, h0, list(step_rows), w_ih, w_hh, b_ih, b_hh, fc_in, fc_out, keep_h=False).run()
-
-
 class FusedGRU(nn.GRU):
-    """``nn.GRU`` whose single-layer CPU path runs ``gru_sequence`` (same parameters and results).
+    """``nn.GRU`` whose single-layer CPU path runs ``packed_gru`` (same parameters and results).
 
     Also takes several batch dims, ``x [T, *batch, I]`` (``[*batch, T, I]`` with ``batch_first``)
     with ``hx [1, M, H]`` and returns ``h_n [1, M, H]``, where M = Π batch.
-    Between updates it keeps one factor buffer (``FactorStore``); copies and pickles start empty.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.factor_store = FactorStore()
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state["factor_store"] = FactorStore()  # a cache: never deep-copied or pickled
-        return state
-
     def fused_applies(self, x) -> bool:
-        return (isinstance(x, torch.Tensor) and x.dim() >= 3 and x.device.type == "cpu"
+        """Whether the kernel runs for input x (else ``nn.GRU``)."""
+        return (kernels.enabled() and isinstance(x, torch.Tensor) and x.dim() >= 3 and x.device.type == "cpu"
                 and self.num_layers == 1 and not self.bidirectional and self.bias)  # fmt: skip
 
     def forward(self, x, hx=None):
@@ -530,30 +58,40 @@ class FusedGRU(nn.GRU):
                 return (out.movedim(0, -2) if self.batch_first else out), h_n
             return super().forward(x, hx)
         seq = x.movedim(-2, 0) if self.batch_first else x  # [T, *batch, I]
-        m = math.prod(seq.shape[1:-1])
+        t_len, batch, hd = seq.shape[0], seq.shape[1:-1], self.hidden_size
+        m = math.prod(batch)
         if seq.shape[-1] != self.input_size:
             raise ValueError(
                 f"FusedGRU input: last dim must be input_size={self.input_size}, got shape {tuple(x.shape)}"
             )
         if hx is None:
-            hx = seq.new_zeros(1, m, self.hidden_size)
-        elif tuple(hx.shape) != (1, m, self.hidden_size):
+            hx = seq.new_zeros(1, m, hd)
+        elif tuple(hx.shape) != (1, m, hd):
             raise ValueError(
-                f"FusedGRU hx: expected shape (1, {m}, {self.hidden_size}) = (layers, batch, "
+                f"FusedGRU hx: expected shape (1, {m}, {hd}) = (layers, batch, "
                 f"hidden_size) for input {tuple(x.shape)}, got {tuple(hx.shape)}"
             )
-        h_seq = gru_sequence(
-            seq, hx[0], self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0, self.factor_store
-        )  # [T, *batch, H]
+        rows = seq.reshape(t_len * m, seq.shape[-1])  # [T·M, I] time-major: M sequences at every step
+        weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
+        if t_len == 1 and not torch.is_grad_enabled():  # acting: one step, nothing to differentiate
+            cd = compute_dtype(rows)  # bfloat16 under autocast, as the walk computes
+            with torch.autocast(rows.device.type, enabled=False):
+                h = torch.gru_cell(rows.to(cd), hx[0].to(cd), *(w.to(cd) for w in weights))  # [M, H]
+        else:
+            h = packed_gru(rows, hx[0], [m] * t_len, *weights)  # [T·M, H]
+        h_seq = h.view(t_len, *batch, hd)  # [T, *batch, H], time-major
+        if not seq.is_contiguous():  # laid out like x (the agent's transposed [B, T, N, H] view)
+            h_seq = _empty_like_layout(seq, hd, h.dtype).copy_(h_seq)
         out = h_seq.movedim(0, -2) if self.batch_first else h_seq
-        return out, h_seq[-1].reshape(1, m, self.hidden_size)  # output, h_n [1, M, H]
+        return out, h[(t_len - 1) * m :].view(1, m, hd)  # output, h_n [1, M, H]
 
     def packed(self, x: torch.Tensor, step_rows: list[int], fc_in=None, fc_out=None) -> torch.Tensor:
         """h [R, H] for a packed batch x [R, I] with ``step_rows[t]`` sequences at step t (from a zero state).
 
-        ``fc_in = (w1, b1)``: the GRU reads relu(x w1ᵀ + b1) (x [R, I_0]); ``fc_out = (w2, b2)``: returns
-        h w2ᵀ + b2 [R, A]. CPU: ``packed_gru`` (the layers fused into its chunks); elsewhere those
-        layers around ``nn.GRU`` on the same rows as a ``PackedSequence`` (cuDNN).
+        ``fc_in = (w1, b1)``: the GRU reads relu(x w1ᵀ + b1) (x [R, I_0], any dtype that holds it
+        exactly); ``fc_out = (w2, b2)``: returns h w2ᵀ + b2 [R, A]. Kernel path: ``packed_gru`` (the
+        layers fused into its chunks); otherwise those layers around ``nn.GRU`` on the same rows as a
+        ``PackedSequence`` (cuDNN on CUDA).
         """
         width = self.input_size if fc_in is None else fc_in[0].shape[1]
         if x.dim() != 2 or x.shape[-1] != width:

@@ -15,12 +15,17 @@ Two row sets, both packed time-major (step t's rows are a prefix of step t−1's
 
 ``pack`` gathers either row set from padded tensors (in their storage dtype: cast after packing,
 so no full-batch float copy is made) and ``unpack`` scatters transition rows back to [B, T] for
-the replay sampler's interface.
+the replay sampler's interface. Every learner reads its batch this way (``macpo.algos.base.
+PackedBatch``); the λ-return recursion below is the suite's one TD(λ), and ``next_trans`` links a
+transition row to the same episode's next one for the returns that look further ahead (DOP's tree
+backup).
 """
 
 from __future__ import annotations
 
 import torch
+
+from macpo.nn.agent import agent_inputs
 
 
 class EpisodePacking:
@@ -54,6 +59,10 @@ class EpisodePacking:
         obs_row[obs_valid] = torch.arange(self.n_obs, device=dev)
         self.trans_in_obs = obs_row[trans_valid]  # [R]
         self.next_in_obs = obs_row[1:][trans_valid[:-1]] if n_obs_steps > 1 else obs_row.new_empty(0)  # [R]
+        # the same episode's transition row one step later, −1 after its last transition
+        trans_row = torch.full((n_obs_steps + 1, b), -1, dtype=torch.long, device=dev)  # [T_obs + 1, B]
+        trans_row[:-1][trans_valid] = torch.arange(self.n_trans, device=dev)
+        self.next_trans = trans_row[1:][trans_valid]  # [R]
         self.first_obs = (time.expand(-1, b)[obs_valid] == 0)  # [R_obs] rows at t = 0
         # per-transition-row episode (in the batch's order) and padded [B, T] flat index
         episode = self.order[None, :].expand(n_obs_steps, b)  # [T_obs, B]
@@ -82,31 +91,24 @@ class EpisodePacking:
     # ---- agent inputs ---------------------------------------------------------------------------
     def agent_inputs(self, obs: torch.Tensor, actions: torch.Tensor, n_actions: int,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
-        """Agent-network inputs on observation rows: obs ⊕ last action one-hot ⊕ agent id.
-
-        obs [B, T+1, N, O] (any storage dtype), actions [B, T+1, N] → [R_obs, N, O + A + N] in
-        ``dtype``; the same values as ``macpo.nn.agent.agent_inputs`` at those timesteps.
-        """
-        n, o_dim = obs.shape[2], obs.shape[3]
-        out = torch.empty(self.n_obs, n, o_dim + n_actions + n, dtype=dtype, device=obs.device)  # [R_obs, N, O+A+N]
-        out[..., :o_dim] = self.pack_obs(obs)  # written in place (no concatenation: a copy, in any dtype)
-        prev = actions.flatten(0, 1)[(self.obs_index - 1).clamp_min(0)].long()  # [R_obs, N]
-        last = out[..., o_dim : o_dim + n_actions]  # [R_obs, N, A] last action one-hot
-        last.zero_()
-        last.scatter_(-1, prev[..., None], 1)
-        last[self.first_obs] = 0
-        out[..., o_dim + n_actions :] = torch.eye(n, device=obs.device, dtype=dtype)  # agent ids
-        return out
+        """Agent-network inputs on observation rows (``macpo.nn.agent.agent_inputs``): obs [B, T+1, N, O]
+        (any storage dtype), actions [B, T+1, N] → [R_obs, N, O + A + N] in ``dtype``; the last
+        action of a row is the episode's action one step earlier, none at t = 0."""
+        last = actions.flatten(0, 1)[(self.obs_index - 1).clamp_min(0)].long()  # [R_obs, N]
+        last[self.first_obs] = -1
+        return agent_inputs(self.pack_obs(obs), last, n_actions, dtype)
 
     # ---- λ-returns ------------------------------------------------------------------------------
     def td_lambda_targets(self, reward: torch.Tensor, terminated: torch.Tensor, next_values: torch.Tensor,
                           gamma: float, td_lambda: float) -> torch.Tensor:  # fmt: skip
-        """``macpo.nn.targets.td_lambda_targets`` on transition rows: reward, terminated and
-        next_values (V of each row's next observation) [R] → λ-returns [R], in float32 or wider.
+        """λ-returns G_t = r_t + γ(1 − term_t)[(1 − λ) V_{t+1} + λ G_{t+1}] on transition rows: reward,
+        terminated and next_values (V of each row's next observation) [R] → [R], in float32 or wider.
 
         Step t's rows are the first ``trans_steps[t]`` episodes; those that go on to step t+1 are
         its first ``trans_steps[t+1]``: where an episode's next step is not a transition (its last
-        one) the return bootstraps from V, as in the padded recursion.
+        one: the episode ended, or was truncated) G_{t+1} is replaced by V_{t+1}, so truncated
+        episodes bootstrap. The backward loop over time runs on each step's rows at once (a closed
+        form via cumulative products is not cheaper at these lengths and is harder to read).
         """
         dt = torch.promote_types(next_values.dtype, torch.float32)
         r, v = reward.to(dt), next_values.to(dt)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from macpo.nn.targets import td_lambda_targets
+from macpo.nn.packing import EpisodePacking
 
 
 def linear_schedule(step: int, start: float, finish: float, anneal_time: int) -> float:
@@ -36,20 +36,20 @@ def soft_values(q: torch.Tensor, avail: torch.Tensor, alpha: float) -> torch.Ten
 
 
 def entropy_regularised_targets(
+    packing: EpisodePacking,
     reward: torch.Tensor,
     terminated: torch.Tensor,
-    mask: torch.Tensor,
     next_q_tot: torch.Tensor,
     next_log_pi: torch.Tensor,
     alpha: float,
     gamma: float,
     td_lambda: float,
 ) -> torch.Tensor:
-    """FOP's critic targets [B, T].
+    """FOP's critic targets on ``packing``'s transition rows [R].
 
-    reward, terminated, mask [B, T]; next_q_tot [B, T+1] = Q̄_tot(s_t, a'_t) at actions a'
-    sampled from the current policy; next_log_pi [B, T+1, N] = log π_i(a'^i_t). The soft
-    value Q̄_tot − α·mean_i log π_i enters the λ-return as the bootstrap value.
+    reward, terminated [R]; next_q_tot [R] = Q̄_tot(s_{t+1}, a'_{t+1}) at each transition's next
+    observation, with actions a' sampled from the current policy; next_log_pi [R, N] = log π_i(a'^i_{t+1}).
+    The soft value Q̄_tot − α·mean_i log π_i enters the λ-return as the bootstrap value.
     """
-    soft_v = next_q_tot - alpha * next_log_pi.mean(-1)  # [B, T+1]
-    return td_lambda_targets(reward, terminated, mask, soft_v, gamma, td_lambda)
+    soft_v = next_q_tot - alpha * next_log_pi.mean(-1)  # [R]
+    return packing.td_lambda_targets(reward, terminated, soft_v, gamma, td_lambda)

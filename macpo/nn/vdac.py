@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from macpo.nn.agent import RNNAgent
-from macpo.nn.targets import td_lambda_targets
+from macpo.nn.packing import EpisodePacking
 
 
 def split_actor_critic(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,24 +39,26 @@ class ActorCriticAgent(nn.Module):
         out, hidden = self.body(inputs, hidden)
         return split_actor_critic(out)[0], hidden
 
-    def heads(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """inputs [B, T, N, I] → logits [B, T, N, A], local values V_i [B, T, N]."""
-        return split_actor_critic(self.body(inputs)[0])
+    def heads(self, inputs: torch.Tensor, step_sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Packed observation rows [R, N, I] (``RNNAgent.forward_packed``) → logits [R, N, A], values V_i [R, N]."""
+        return split_actor_critic(self.body.forward_packed(inputs, step_sizes))
 
 
 def vdac_advantages(
+    packing: EpisodePacking,
     reward: torch.Tensor,
     terminated: torch.Tensor,
-    mask: torch.Tensor,
     v_tot: torch.Tensor,
+    next_v_tot: torch.Tensor,
     gamma: float,
     td_lambda: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """λ-return targets G^λ [B, T] and advantages A = G^λ − V_tot [B, T] (both detached).
+    """λ-return targets G^λ [R] and advantages A = G^λ − V_tot [R] (both detached), on ``packing``'s
+    transition rows.
 
-    reward, terminated, mask [B, T]; v_tot [B, T+1] the mixed values of every state (index T:
-    the state after the last transition, so truncated episodes bootstrap from it).
+    reward, terminated [R]; v_tot [R] the mixed value of each transition's state, next_v_tot [R]
+    that of its next observation (the state after an episode's last transition too, so truncated
+    episodes bootstrap from it).
     """
-    v = v_tot.detach()
-    targets = td_lambda_targets(reward, terminated, mask, v, gamma, td_lambda)  # [B, T]
-    return targets, (targets - v[:, :-1]) * mask
+    targets = packing.td_lambda_targets(reward, terminated, next_v_tot.detach(), gamma, td_lambda)  # [R]
+    return targets, targets - v_tot.detach()

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from macpo.allocator import no_huge_pages
 from macpo.envs.base import EnvInfo
+from macpo.memory import no_huge_pages
 
 #: version of ``EpisodeBuffer.state_dict``'s layout (1: the full unpacked tensors, before bit packing)
 STATE_LAYOUT = 2

@@ -1,7 +1,31 @@
-"""A run's lifecycle (``lifecycle``) and the checks made before it has any side effect (``validation``)."""
+"""The run machinery: everything between a composed config and a finished MLflow run.
+
+``lifecycle``   one run from config to final status (``run``)
+``validation``  the checks made before a run has any side effect (``validate``)
+``identity``    a run's identity: the hash of its config that names its checkpoint folder
+``checkpoints`` where checkpoints live, what they hold, the run lock, the checkpoint callback
+``tracking``    the MLflow store: set-up, run look-up, the logger that continues a run
+``provenance``  the commit, machine and CPU time a run's numbers came from
+``callbacks``   Lightning callbacks: greedy evaluation, the env-step progress bar
+``hydra_callbacks`` Hydra's callback that validates a config before Hydra creates anything
+``grids``       the named sweeps: their cells, a run's grid tags, each cell's status in a store
+
+``run`` and ``validate`` are imported on first use, so that importing one module of the package
+(``macpo.runs.tracking`` from ``analysis``, say) does not import the whole training stack.
+"""
 
 from macpo.config import ConfigError
-from macpo.runs.lifecycle import run
-from macpo.runs.validation import validate
 
 __all__ = ["ConfigError", "run", "validate"]
+
+
+def __getattr__(name: str):
+    if name == "run":
+        from macpo.runs.lifecycle import run
+
+        return run
+    if name == "validate":
+        from macpo.runs.validation import validate
+
+        return validate
+    raise AttributeError(f"module 'macpo.runs' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """One run, from its config to its final status: what happens when the same command runs again.
 
 1. **validate** everything (``macpo.runs.validation``): nothing exists yet when this fails.
-2. **identity**: a hash of the config (``macpo.run_identity``), naming the run's checkpoint folder.
+2. **identity**: a hash of the config (``macpo.runs.identity``), naming the run's checkpoint folder.
 3. **lock** the identity: a second launch of the same run (another worker, a re-run grid) leaves
    it alone instead of racing it.
 4. **store lookup**: the MLflow run tagged with this identity, if any.
@@ -35,12 +35,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from macpo.algos.guard import NonFiniteUpdateError
-from macpo.checkpointing import RunCheckpoint, RunLock, remove_resume_files, resumable_checkpoint, run_checkpoint_dir
-from macpo.run_identity import IDENTITY_TAG, run_identity
+from macpo.runs.checkpoints import RunCheckpoint, RunLock, remove_resume_files, resumable_checkpoint, run_checkpoint_dir
+from macpo.runs.grids import job_tags
+from macpo.runs.identity import IDENTITY_TAG, run_identity
 from macpo.runs.provenance import CPU_SECONDS_METRIC, CpuClock, provenance_tags
+from macpo.runs.tracking import ResumableMLFlowLogger, find_run, prepare_store
 from macpo.runs.validation import resolve_device, validate
-from macpo.sweeps import job_tags
-from macpo.tracking import ResumableMLFlowLogger, find_run, prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +144,17 @@ def build_run(cfg: DictConfig, identity: str, run_dir: Path, uri: str, previous_
     """Env, replay, algorithm, logger, callbacks and the Lightning Trainer of one run."""
     from macpo.algos.base import LoopSettings
     from macpo.algos.data_path import make_datamodule
-    from macpo.allocator import keep_freed_memory
-    from macpo.callbacks import EnvStepProgressBar, GreedyEvaluation
     from macpo.envs.factory import make_env
+    from macpo.memory import keep_freed_memory
+    from macpo.nn import kernels
+    from macpo.runs.callbacks import EnvStepProgressBar, GreedyEvaluation
 
     device = resolve_device(cfg.device)
     if cfg.torch_threads:
         torch.set_num_threads(int(cfg.torch_threads))
     keep_freed_memory()  # learner updates reuse their memory instead of page-faulting it in anew
+    kernels.cap_kernel_caches()  # before the run's first oneDNN matmul
+    kernels.use(cfg.nn.kernels)  # every network of this run: the hand-written kernels, or plain PyTorch
     quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     sampler = hydra.utils.instantiate(cfg.sampler)

@@ -1,6 +1,6 @@
 """Everything checked before a run has any side effect: no store, lock, folder or network yet.
 
-``validate`` is called by the Hydra callback ``macpo.hydra_callbacks.ValidateBeforeRun`` before
+``validate`` is called by the Hydra callback ``macpo.runs.hydra_callbacks.ValidateBeforeRun`` before
 Hydra creates the run's output folder, and again by ``macpo.runs.lifecycle.run`` (runs started
 from Python, or by a launcher in another process). Every failure is a ``ConfigError`` whose
 message names the key; the CLI prints it as one line.
@@ -17,7 +17,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from macpo.config import ConfigError, check_config
-from macpo.tracking import StoreError, check_tracking_uri
+from macpo.config.paths import CONF_DIR
+from macpo.runs.tracking import StoreError, check_tracking_uri
 
 #: hydra-launcher plugin package -> the command that installs it
 LAUNCHER_INSTALL = {
@@ -74,7 +75,7 @@ def validate(cfg: DictConfig, base_dir: str | os.PathLike | None = None, multiru
 
 def _check_launch_mode(multirun: bool | None, sweep: str | None) -> None:
     if multirun is None:
-        from macpo.sweeps import is_multirun, selected_sweep
+        from macpo.runs.grids import is_multirun, selected_sweep
 
         multirun, sweep = is_multirun(), selected_sweep()
     if sweep and not multirun:
@@ -183,7 +184,7 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
 
 def algorithm_classes() -> dict[str, type]:
     """algo config name → class, read from ``conf/algo/*.yaml`` (following their defaults lists)."""
-    conf_dir = Path(__file__).resolve().parents[2] / "conf" / "algo"
+    conf_dir = CONF_DIR / "algo"
 
     def target(name: str) -> str:
         c = OmegaConf.load(conf_dir / f"{name}.yaml")

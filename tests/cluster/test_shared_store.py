@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from macpo.tracking import prepare_store
+from macpo.runs.tracking import prepare_store
 
 
 def test_a_run_uses_the_experiment_another_run_created_meanwhile(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import macpo.train as train
 from macpo.runs import provenance
 from macpo.runs.lifecycle import run_tags
 from macpo.runs.provenance import CPU_SECONDS_METRIC, CpuClock, code_commit
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def test_run_tags_name_the_commit_and_the_machine(compose_cfg):

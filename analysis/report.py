@@ -1,0 +1,410 @@
+"""The results page from ``results/`` alone; CLI ``python -m analysis.report results/ --out docs/results.md``.
+
+Reads the grid files the export writes (``analysis.results``), turns each back into the tidy
+frame a store gives (``results_points``) and runs the suite's own analysis on it: the figure of
+the grid (``analysis.figures.draw_selection``, PNG beside the page), final performance with IQM
+and stratified-bootstrap CIs and MAC-PO's probability of improvement (``analysis.tables``), and
+the paper's claims with verdicts (``analysis.claims``). No store, no training: seconds.
+
+The page says what each grid is against the plan of issue 18 (``PAGE_GRIDS``: which methods
+and seeds), which of its cells are present, and where its numbers came from: budget, precision,
+commits, machines and measured CPU-hours (the sum of each run's ``perf/cpu_seconds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import claims as claims_module
+from analysis import tables
+from analysis.figures import draw_selection
+from analysis.results import TOOL as EXPORT_TOOL
+from analysis.results import ResultsFile, ResultsFileError, read_folder, results_points, run_records
+from analysis.selection import FIGURES, REFERENCE_METHOD, FigureSpec, ordered_methods, select_runs
+from analysis.style import method_label, task_label
+
+TOOL = "python -m analysis.report"
+DPI = 200
+BUDGET = "results"
+
+
+@dataclass(frozen=True)
+class PageGrid:
+    """One grid the page plans for (issue 18, a-d): which file, lines and seeds make it complete."""
+
+    key: str
+    name: str  # the figure's sweep name
+    title: str
+    methods: tuple[str, ...]  # lines as the figure names them (``select_runs``)
+    seeds: tuple[int, ...]
+    train: str  # the command that runs it
+    punishment: float | None = None
+    map_name: str | None = None
+
+    def matches(self, results: ResultsFile) -> bool:
+        grid = results.grid
+        return (grid.name, grid.budget, grid.punishment, grid.map_name) == (
+            self.name, BUDGET, self.punishment, self.map_name,
+        )  # fmt: skip
+
+
+MARL_METHODS = ("qmix", "ow_qmix", "cw_qmix", "qplex", "vdac", "fop", "dop", "macpo")
+SEEDS = (0, 1, 2)
+PAGE_GRIDS = (
+    PageGrid("a", "fig2_predator_prey", "Figure 2 on predator-prey, punishment p = −0.5", MARL_METHODS, SEEDS,
+             "python -m macpo.train -m sweep=fig2_predator_prey budget=results env.punishment=-0.5 seed=0,1,2",
+             punishment=-0.5),  # fmt: skip
+    PageGrid("b", "fig1_replay", "Figure 1 on 5m_vs_6m-lite: replay schemes on the MAC-PO backbone",
+             ("macpo", "macpo_approx", "per", "pser", "discor", "remern", "uniform"), SEEDS,
+             "python -m macpo.train -m sweep=fig1_replay budget=results env=5m_vs_6m "
+             "sampler=per,pser,discor,remern,macpo,macpo_approx,uniform seed=0,1,2", map_name="5m_vs_6m"),  # fmt: skip
+    PageGrid("c", "fig4_ablation", "Figure 4 on 5m_vs_6m-lite: MAC-PO with one weight term removed",
+             ("macpo", "macpo_no_bellman", "macpo_no_value", "macpo_no_joint"), SEEDS,
+             "python -m macpo.train -m sweep=fig4_ablation budget=results env=5m_vs_6m seed=0,1,2",
+             map_name="5m_vs_6m"),  # fmt: skip
+    PageGrid("d", "fig3_smac_marl", "Figure 3 on 5m_vs_6m-lite: MARL algorithms", MARL_METHODS, SEEDS,
+             "python -m macpo.train -m sweep=fig3_smac_marl budget=results env=5m_vs_6m seed=0,1,2",
+             map_name="5m_vs_6m"),  # fmt: skip
+)
+
+
+@dataclass
+class GridReport:
+    """What the page says about one results file."""
+
+    results: ResultsFile
+    spec: FigureSpec
+    plan: PageGrid | None
+    selection: pd.DataFrame
+    records: pd.DataFrame
+    scores: pd.DataFrame
+    performance: pd.DataFrame
+    improvement: pd.DataFrame
+    figure_path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return self.results.path.stem if self.results.path is not None else self.results.grid.name
+
+
+@dataclass
+class Page:
+    grids: list[GridReport] = field(default_factory=list)
+    measurements: list[claims_module.Measurement] = field(default_factory=list)
+    markdown: str = ""
+    messages: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+
+
+def figure_of(name: str) -> FigureSpec | None:
+    """The figure whose sweep a grid is named after."""
+    return next((spec for spec in FIGURES if name in spec.sweeps), None)
+
+
+def analyse(files: Sequence[ResultsFile], *, reps: int = tables.BOOTSTRAP_REPS) -> Page:
+    """Tables and claims for each file (no figures drawn, nothing written)."""
+    page = Page()
+    for results in files:
+        spec = figure_of(results.grid.name)
+        if spec is None:
+            page.messages.append(f"{results.path}: grid {results.grid.name!r} is none of the paper's figures; left out")
+            continue
+        selection = select_runs(results_points(results), spec)
+        scores = tables.final_scores(selection)
+        plan = next((grid for grid in PAGE_GRIDS if grid.matches(results)), None)
+        page.grids.append(
+            GridReport(
+                results,
+                spec,
+                plan,
+                selection,
+                run_records(results),
+                scores,
+                tables.final_performance_table(scores, aggregate=False, reps=reps),
+                tables.improvement_table(scores, reps=reps),
+            )
+        )
+    page.grids.sort(key=_grid_order)
+    page.measurements = claims_module.measure_all(
+        ((grid.label, grid.spec, grid.selection) for grid in page.grids), reps=reps
+    )
+    return page
+
+
+def write_page(
+    folder: str | Path, out: str | Path, *, figures: str | Path | None = None, reps: int = tables.BOOTSTRAP_REPS
+) -> Page:
+    """Read `folder`, write the page to `out` and its PNGs to `figures` (default: `out` without suffix)."""
+    out = Path(out)
+    figure_dir = Path(figures) if figures is not None else out.with_suffix("")
+    page = analyse(read_folder(folder), reps=reps)
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    written = set()
+    for grid in page.grids:
+        if grid.selection.empty:
+            page.messages.append(f"{grid.label}: no test curve to draw")
+            continue
+        figure = draw_selection(grid.selection, grid.spec)
+        path = figure_dir / f"{grid.label}.png"
+        figure.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+        grid.figure_path = path
+        written.add(path.name)
+        page.paths.append(path)
+    for stale in figure_dir.glob("*.png"):  # a grid that is gone takes its figure with it
+        if stale.name not in written:
+            stale.unlink()
+    page.markdown = render(page, out.parent, folder)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page.markdown)
+    page.paths.append(out)
+    return page
+
+
+# ---- the page --------------------------------------------------------------------------------------
+
+
+def render(page: Page, page_dir: Path, folder: str | Path) -> str:
+    """The Markdown of the results page (figure links relative to `page_dir`)."""
+    source = Path(folder).as_posix().rstrip("/") + "/"
+    lines = [
+        "# Results: the paper's comparisons, measured",
+        "",
+        f"<!-- Generated by `make results` ({TOOL} {source} --out ...) from {source} alone; do not edit. -->",
+        "",
+        "This page is regenerated by `make results` from the run data in "
+        f"[`{source}`]({_relative(Path(folder), page_dir)}) (written by `{EXPORT_TOOL}`, never by hand): no "
+        "training and no MLflow store.",
+        "",
+        "**Read it with these differences from the paper in mind.**",
+        "",
+        "- **SMAC-lite is a StarCraft-free stand-in.** Every SMAC number here comes from SMAC-lite "
+        "(`env.backend=lite`, its version shown per grid; [smac_lite.md](smac_lite.md)), our simulator with "
+        "SMAC's maps, units and rules, calibrated on QMIX's win rates against the real game's (5m_vs_6m-lite: "
+        "32% at 0.5M, the real game ≈32%). It is not StarCraft II: a map here is `5m_vs_6m-lite`, and its "
+        "numbers are not the paper's game.",
+        "- **The budget is reduced**: 0.3M env steps on predator-prey and 0.5M on SMAC-lite (preset "
+        "`budget=results`), against the paper's 2M (2.05M on predator-prey); the other hyperparameters are the "
+        "paper's (Table 2, preset `budget=paper`), with no per-method tuning.",
+        "- **3 seeds** per method (the paper used 4 for its main results, 3 for ablations).",
+        "- **The ablation (Fig. 4) runs on 5m_vs_6m-lite**, not on MMM2 as in the paper: MMM2 at 2M steps is "
+        "out of reach of this machine.",
+        "- Predator-prey reports the test return; SMAC the test win rate in points (%). A run's *final* value "
+        "is the mean of its greedy evaluations in the last 10% of its budget.",
+        "",
+        "## The grids",
+        "",
+        _grid_overview(page),
+        "## The paper's claims",
+        "",
+        claims_module.VERDICT_RULE,
+        "",
+        "“P(A > B)” is rliable's probability of improvement (the chance a run of A ends above a run of B), "
+        "with its 95% stratified-bootstrap CI. “Converges fastest” is measured as the area under the test "
+        "curve: the mean test return over the whole budget (trapezoids over the evaluations), so the method "
+        "that gets higher sooner has the larger value.",
+        "",
+        claims_module.claims_markdown(page.measurements),
+    ]
+    for grid in page.grids:
+        lines += _grid_section(grid, page_dir)
+    missing = [plan for plan in PAGE_GRIDS if not any(grid.plan is plan for grid in page.grids)]
+    if missing:
+        lines += ["## Grids not run yet", ""]
+        lines += [f"- **{plan.key}. {plan.title}**: no runs exported. Run it with `{plan.train}`." for plan in missing]
+        lines.append("")
+    lines += [
+        "## Regenerating",
+        "",
+        "`make results` rewrites this page and its figures from the files in `results/`. A grid's file is "
+        f"written and extended by `{EXPORT_TOOL}` from an MLflow store, merging runs by identity (the commands "
+        "that wrote each file are listed in it, under `written_by`); "
+        "each grid section above says which training command produces its runs.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _grid_overview(page: Page) -> str:
+    header = ["grid", "figure", "file", "runs (present / planned)", "budget (env steps)", "precision", "CPU-hours"]
+    rows = []
+    for grid in page.grids:
+        planned = len(grid.plan.methods) * len(grid.plan.seeds) if grid.plan else None
+        present = len(grid.records)
+        rows.append(
+            [
+                grid.plan.key if grid.plan else "–",
+                grid.spec.title.split(":")[0],
+                f"`{grid.results.path.name if grid.results.path else grid.label}`",
+                f"{present} / {planned}" + (" (partial)" if planned and _missing_cells(grid) else "")
+                if planned
+                else str(present),
+                _counts(grid.records["t_max"].map(_steps)),
+                _counts(grid.records["precision"]),
+                _cpu_hours(grid.records),
+            ]
+        )
+    for plan in PAGE_GRIDS:
+        if not any(grid.plan is plan for grid in page.grids):
+            rows.append([plan.key, plan.title.split(" on ")[0], "–", f"0 / {len(plan.methods) * len(plan.seeds)}",
+                         "–", "–", "–"])  # fmt: skip
+    return tables.markdown_table(header, rows)
+
+
+def _grid_section(grid: GridReport, page_dir: Path) -> list[str]:
+    records = grid.records
+    title = grid.plan.title if grid.plan else f"{grid.spec.title} ({grid.results.grid.describe()})"
+    heading = f"## {grid.plan.key}. {title}" if grid.plan else f"## {title}"
+    missing = _missing_cells(grid)
+    lines = [heading, ""]
+    if grid.plan is not None:
+        status = "**complete**" if not missing else "**partial**"
+        lines.append(
+            f"{status}: {len(records)} of {len(grid.plan.methods) * len(grid.plan.seeds)} planned runs "
+            f"({len(grid.plan.methods)} methods × seeds {', '.join(map(str, grid.plan.seeds))})."
+            + (f" Missing: {missing}." if missing else "")
+        )
+        extra = sorted(set(grid.selection["method"]) - set(grid.plan.methods))
+        if extra:
+            lines[-1] += f" Also present (not planned): {', '.join(method_label(m) for m in extra)}."
+        lines.append("")
+    commits = records["commit"].fillna("unknown").map(lambda c: f"`{c[:10]}{'-dirty' if c.endswith('-dirty') else ''}`")
+    lines += [
+        f"- file: `{grid.results.path.as_posix() if grid.results.path else grid.label}`; grid "
+        f"`{grid.results.grid.describe()}`",
+        f"- budget: {_counts(records['t_max'].map(_steps))} env steps (preset `budget={grid.results.grid.budget}`)",
+        f"- simulator: {_counts(records['simulator'].replace('', 'predator-prey'))}",
+        f"- precision (`trainer.precision`): {_counts(records['precision'])}",
+        f"- commit(s): {_counts(commits)}",
+        f"- machine(s): {_counts(records['machine'])}",
+        f"- measured CPU time: {_cpu_hours(records)} CPU-hours in all (sum of `perf/cpu_seconds`), "
+        f"{_per_run_hours(records)} per run",
+    ]
+    if grid.plan is not None:
+        lines.append(f"- run it: `{grid.plan.train}`")
+    lines.append("")
+    if grid.figure_path is not None:
+        lines += [f"![{grid.spec.title}]({_relative(grid.figure_path, page_dir)})", ""]
+    if grid.scores.empty:
+        return lines + ["(no scored runs)", ""]
+    lines += [
+        f"Final {'win rate (%)' if grid.spec.is_win_rate else 'test return'} per run (mean of the last 10% of "
+        "the budget):",
+        "",
+        _per_seed_markdown(grid),
+        "IQM of the final values with its 95% stratified-bootstrap CI and the number of runs (with 3 runs the "
+        "IQM is their mean):",
+        "",
+        tables.performance_markdown(grid.performance),
+        "MAC-PO's probability of improvement over each method, with its 95% stratified-bootstrap CI:",
+        "",
+        tables.improvement_markdown(grid.improvement) if not grid.improvement.empty else _no_improvement(grid),
+    ]
+    return lines
+
+
+def _per_seed_markdown(grid: GridReport) -> str:
+    scores = grid.scores
+    seeds = sorted({int(s) for s in scores["seed"].dropna()})
+    digits = 1 if grid.spec.is_win_rate else 2
+    cpu_seconds = dict(zip(grid.records["run_id"], pd.to_numeric(grid.records["cpu_seconds"], errors="coerce")))
+    header = ["method", "task", *(f"seed {s}" for s in seeds), "mean", "CPU-hours per run"]
+    rows = []
+    for task in dict.fromkeys(scores["task"]):
+        for method in ordered_methods(scores.loc[scores["task"] == task, "method"]):
+            mine = scores[(scores["task"] == task) & (scores["method"] == method)]
+            by_seed = dict(zip(mine["seed"].astype(int), mine["final"]))
+            cells = [f"{by_seed[s]:.{digits}f}" if s in by_seed else "–" for s in seeds]
+            hours = pd.Series([cpu_seconds.get(run_id) for run_id in mine["run_id"]], dtype=float).dropna() / 3600
+            cost = f"{hours.mean():.2f}" if len(hours) else "unknown"
+            rows.append([method_label(method), task_label(task), *cells, f"{mine['final'].mean():.{digits}f}", cost])
+    return tables.markdown_table(header, rows)
+
+
+def _no_improvement(grid: GridReport) -> str:
+    if (grid.scores["method"] == REFERENCE_METHOD).any():
+        return "(no other method to compare MAC-PO with yet)\n"
+    return "(no MAC-PO runs yet)\n"
+
+
+def _missing_cells(grid: GridReport) -> str:
+    """``"VDAC (seeds 0, 1, 2), FOP (seed 2)"``; "" when every planned cell has a run."""
+    if grid.plan is None:
+        return ""
+    present = set(zip(grid.selection["method"], grid.selection["seed"].astype(int)))
+    parts = []
+    for method in grid.plan.methods:
+        seeds = [s for s in grid.plan.seeds if (method, s) not in present]
+        if seeds:
+            word = "seed" if len(seeds) == 1 else "seeds"
+            parts.append(f"{method_label(method)} ({word} {', '.join(map(str, seeds))})")
+    return ", ".join(parts)
+
+
+def _counts(values: pd.Series) -> str:
+    """``a (3 runs), b (1 run)``, most common first; one value alone is just the value."""
+    counts = values.fillna("unknown").astype(str).value_counts()
+    if len(counts) == 1:
+        return counts.index[0]
+    return ", ".join(f"{value} ({n} run{'s' if n > 1 else ''})" for value, n in counts.items())
+
+
+def _cpu_hours(records: pd.DataFrame) -> str:
+    seconds = pd.to_numeric(records["cpu_seconds"], errors="coerce")
+    text = f"{seconds.sum() / 3600:.1f}"
+    unknown = int(seconds.isna().sum())
+    return text if not unknown else f"≥ {text} ({unknown} run(s) without `perf/cpu_seconds`)"
+
+
+def _per_run_hours(records: pd.DataFrame) -> str:
+    seconds = pd.to_numeric(records["cpu_seconds"], errors="coerce").dropna()
+    if seconds.empty:
+        return "unknown"
+    return f"{seconds.mean() / 3600:.2f} on average ({seconds.min() / 3600:.2f}–{seconds.max() / 3600:.2f})"
+
+
+def _steps(t_max) -> str:
+    if pd.isna(t_max):
+        return "unknown"
+    return f"{t_max / 1e6:g}M" if t_max >= 1e5 else f"{int(t_max)}"
+
+
+def _relative(path: Path, page_dir: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), page_dir.resolve())).as_posix()
+
+
+def _grid_order(grid: GridReport):
+    plans = list(PAGE_GRIDS)
+    return (plans.index(grid.plan) if grid.plan in plans else len(plans), grid.label)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: write the results page and its figures, print what was written."""
+    parser = argparse.ArgumentParser(prog=TOOL, description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="the results folder (files written by python -m analysis.results)")
+    parser.add_argument("--out", type=Path, required=True, help="the page to write, e.g. docs/results.md")
+    parser.add_argument("--figures", type=Path, default=None, help="figure folder (default: --out without .md)")
+    parser.add_argument("--reps", type=int, default=tables.BOOTSTRAP_REPS, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error(f"--reps {args.reps}: needs at least one bootstrap resample")
+    try:
+        page = write_page(args.folder, args.out, figures=args.figures, reps=args.reps)
+    except ResultsFileError as error:
+        print(f"{TOOL}: {error}", file=sys.stderr)
+        return 1
+    for message in page.messages:
+        print(message)
+    for path in page.paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

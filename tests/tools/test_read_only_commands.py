@@ -1,0 +1,44 @@
+"""Read-only commands stay read-only: on a missing or non-MLflow store they say so, exit non-zero, create nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis import figures
+from macpo.tools import sweeps
+
+
+@pytest.fixture(params=["missing", "empty-file", "not-mlflow", "folder"])
+def not_a_store(request, tmp_path):
+    path = tmp_path / "store" / "m.db"
+    if request.param != "missing":
+        path.parent.mkdir()
+    if request.param == "empty-file":
+        path.write_bytes(b"")
+    elif request.param == "not-mlflow":
+        import sqlite3
+
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE notes (x)")
+    elif request.param == "folder":
+        path.mkdir()
+    before = sorted((p.relative_to(tmp_path), p.stat().st_size if p.is_file() else -1) for p in tmp_path.rglob("*"))
+    yield f"sqlite:///{path}", request.param
+    after = sorted((p.relative_to(tmp_path), p.stat().st_size if p.is_file() else -1) for p in tmp_path.rglob("*"))
+    assert after == before, "a read-only command wrote to the file system"
+
+
+def test_sweeps_status_on_a_bad_store_says_so(not_a_store, capsys):
+    uri, kind = not_a_store
+    assert sweeps.main(["status", "fig4_ablation", f"logger.tracking_uri={uri}"]) == 2
+    err = capsys.readouterr().err
+    assert ("no MLflow store" if kind in ("missing", "folder") else "is not an MLflow store") in err
+    assert "missing" not in capsys.readouterr().out  # no "12 missing" report
+
+
+def test_figures_on_a_bad_store_says_so(not_a_store, tmp_path, capsys):
+    uri, kind = not_a_store
+    with pytest.raises(SystemExit) as stop:
+        figures.main(["--tracking-uri", uri, "--out", str(tmp_path / "store" / "figs"), "--no-progress"])
+    assert stop.value.code != 0
+    assert uri in capsys.readouterr().err
