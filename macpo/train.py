@@ -53,6 +53,11 @@ def cli() -> int:
         print(f"error: the run FAILED: {error} (its last good checkpoint is kept)", file=sys.stderr)
         return EXIT_RUN_FAILED
     except Exception as error:
+        if _job_without_result(error):  # submitit: a SLURM job cancelled, killed or out of time or memory
+            if full_error:
+                raise
+            print(f"error: a job of the grid ended without a result: {error}", file=sys.stderr)
+            return EXIT_RUN_FAILED
         if isinstance(error, (ConfigError, StoreError)):
             message = str(error)
         else:  # Hydra's own user errors (a bad override, an unknown option); anything else is a bug: traceback
@@ -65,6 +70,11 @@ def cli() -> int:
         if not full_error:
             os.environ.pop("HYDRA_FULL_ERROR", None)
     return 0
+
+
+def _job_without_result(error: BaseException) -> bool:
+    """submitit's ``UncompletedJobError`` (its message names the job, its SLURM state and its stderr)."""
+    return type(error).__name__ == "UncompletedJobError" and type(error).__module__.startswith("submitit")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,10 @@ def artifact_root(uri: str) -> str | None:
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the store (its folder, schema) and the experiment if needed; returns the experiment id.
 
-    The first side effect of a run: called only once the config is validated."""
+    The first side effect of a run: called only once the config is validated. Runs starting at
+    once on a tracking server (no file lock there) may both find no experiment: the one whose
+    creation is refused as existing uses the other's."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     path = sqlite_path(uri)
@@ -158,7 +161,12 @@ def prepare_store(uri: str, experiment: str) -> str:
             client.restore_experiment(exp.experiment_id)
         if exp is None:
             art = artifact_root(uri)
-            return client.create_experiment(experiment, artifact_location=f"{art}/{experiment}" if art else None)
+            try:
+                return client.create_experiment(experiment, artifact_location=f"{art}/{experiment}" if art else None)
+            except MlflowException as error:  # a tracking server: another run of the grid created it first
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = client.get_experiment_by_name(experiment)
         return exp.experiment_id
     finally:
         if lock:
