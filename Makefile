@@ -54,7 +54,7 @@ demo: $(VENV)/.installed-core
 RESULTS_DIR ?= results
 RESULTS_PAGE ?= docs/results.md
 results: venv
-	$(PY) -m analysis.report $(RESULTS_DIR)/ --out $(RESULTS_PAGE)
+	$(PY) -m analysis.report $(RESULTS_DIR)/ --out $(RESULTS_PAGE) --readme README.md
 
 test: venv
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

@@ -46,7 +46,15 @@ from analysis.selection import (
     task_simulators,
 )
 from analysis.style import method_label, task_label
-from analysis.tables import BOOTSTRAP_REPS, CONFIDENCE, _seeded_global_rng, final_scores, probability_of_improvement
+from analysis.tables import (
+    BOOTSTRAP_REPS,
+    CONFIDENCE,
+    SCORE_COLUMNS,
+    _seeded_global_rng,
+    final_scores,
+    probability_of_improvement,
+    score_row,
+)
 
 MIN_RUNS = 2
 CLOSE_MARGIN = 10.0  # points: the largest MAC-PO / MAC-PO Approx. gap the paper still calls "almost identical"
@@ -171,19 +179,8 @@ def auc_scores(selection: pd.DataFrame) -> pd.DataFrame:
         span = steps[-1] - steps[0]
         trapezoids = np.diff(steps) * (values[1:] + values[:-1]) / 2  # [points - 1]
         area = float(trapezoids.sum() / span) if span > 0 else float(values[-1])
-        first = run.iloc[0]
-        rows.append(
-            {
-                "run_id": run_id,
-                "task": first["task"],
-                "method": first["method"],
-                "seed": first["seed"],
-                "status": first["status"],
-                "budget": steps[-1],
-                "final": area,
-            }
-        )
-    return pd.DataFrame(rows, columns=["run_id", "task", "method", "seed", "status", "budget", "final"])
+        rows.append(score_row(run_id, run, steps[-1], area))
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
 def compare(
@@ -342,6 +339,17 @@ def claims_markdown(found: list[Measurement]) -> str:
 
 
 _FIGURE_NUMBER = {spec.name: str(number) for number, spec in enumerate(FIGURES, start=1)}
+
+
+def figure_number(claim: Claim) -> int:
+    """The paper's figure a claim comes from (1-4)."""
+    return int(_FIGURE_NUMBER[claim.figure.name])
+
+
+def short_label(m: Measurement) -> str:
+    """One claim as a summary names it: "Fig. 2 MAC-PO converges fastest (predator_prey, p=-0.5)"."""
+    where = task_label(m.task) if m.task else _where(m.claim)
+    return f"Fig. {figure_number(m.claim)} {m.claim.statement}" + (f" ({where})" if where else "")
 
 
 def _applies(claim: Claim, selection: pd.DataFrame, task: str) -> bool:

@@ -27,7 +27,7 @@ import fnmatch
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -138,6 +138,23 @@ def open_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str = "") -> Iterator:
+    """Every active run of an experiment matching `filter_string`, page after page."""
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1000,
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 def list_runs(
     client: MlflowClient,
     experiment: str,
@@ -161,42 +178,31 @@ def list_runs(
         if len(values) == 1 and "'" not in next(iter(values))
     )
 
-    rows, token = [], None
-    while True:
-        page = client.search_runs(
-            [found.experiment_id],
-            filter_string=server_filter,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=1000,
-            page_token=token,
+    rows = []
+    for run in search_all_runs(client, found.experiment_id, server_filter):
+        tags = run.data.tags
+        if any(tags.get(tag) not in values for tag, values in wanted.items()):
+            continue
+        if status_set is not None and run.info.status not in status_set:
+            continue
+        latest = sorted((m.key, m.step, m.timestamp, m.value) for m in run.data.to_proto().metrics)
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "env": tags.get("env"),
+                "algo": tags.get("algo"),
+                "sampler": tags.get("sampler"),
+                "seed": _to_number(tags.get("seed"), int),
+                "punishment": _to_number(tags.get("punishment"), float),
+                "sweep": tags.get("sweep", "none"),
+                "status": run.info.status,
+                "t_max": _to_number(tags.get("t_max"), int),
+                "simulator": simulator_label(tags),
+                "end_time": run.info.end_time,
+                "metric_keys": [key for key, *_ in latest],
+                "api_key": json.dumps([run.info.status, run.info.end_time, latest]),
+            }
         )
-        for run in page:
-            tags = run.data.tags
-            if any(tags.get(tag) not in values for tag, values in wanted.items()):
-                continue
-            if status_set is not None and run.info.status not in status_set:
-                continue
-            latest = sorted((m.key, m.step, m.timestamp, m.value) for m in run.data.to_proto().metrics)
-            rows.append(
-                {
-                    "run_id": run.info.run_id,
-                    "env": tags.get("env"),
-                    "algo": tags.get("algo"),
-                    "sampler": tags.get("sampler"),
-                    "seed": _to_number(tags.get("seed"), int),
-                    "punishment": _to_number(tags.get("punishment"), float),
-                    "sweep": tags.get("sweep", "none"),
-                    "status": run.info.status,
-                    "t_max": _to_number(tags.get("t_max"), int),
-                    "simulator": simulator_label(tags),
-                    "end_time": run.info.end_time,
-                    "metric_keys": [key for key, *_ in latest],
-                    "api_key": json.dumps([run.info.status, run.info.end_time, latest]),
-                }
-            )
-        token = page.token
-        if not token:
-            break
     runs = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "end_time", "metric_keys", "api_key"])
     runs["seed"] = runs["seed"].astype("Int64")
     runs["t_max"] = runs["t_max"].astype("Int64")

@@ -9,6 +9,8 @@ the paper's claims with verdicts (``analysis.claims``). No store, no training: s
 The page says what each grid is against the plan of issue 18 (``PAGE_GRIDS``: which methods
 and seeds), which of its cells are present, and where its numbers came from: budget, precision,
 commits, machines and measured CPU-hours (the sum of each run's ``perf/cpu_seconds``).
+With ``--readme README.md`` it also rewrites the README's five-line summary of the verdicts
+(between ``SUMMARY_START`` and ``SUMMARY_END``), so the README never states a result by hand.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from analysis.style import method_label, task_label
 TOOL = "python -m analysis.report"
 DPI = 200
 BUDGET = "results"
+SUMMARY_START = "<!-- results summary: written by make results -->"
+SUMMARY_END = "<!-- end of results summary -->"
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,39 @@ def write_page(
     out.write_text(page.markdown)
     page.paths.append(out)
     return page
+
+
+# ---- the README's summary ----------------------------------------------------------------------------
+
+
+def summary_lines(page: Page) -> list[str]:
+    """Five Markdown lines: what was run, then the claims by verdict (the page has the numbers)."""
+    grids = []
+    for plan in PAGE_GRIDS:
+        grid = next((grid for grid in page.grids if grid.plan is plan), None)
+        grids.append(f"{plan.key} {len(grid.records) if grid else 0}/{len(plan.methods) * len(plan.seeds)}")
+    lines = [f"- **Runs so far** (grid: runs present/planned, `budget={BUDGET}`, SMAC on SMAC-lite): "
+             + ", ".join(grids) + "."]  # fmt: skip
+    for verdict, title in ((claims_module.REPRODUCED, "Reproduced"), (claims_module.CONTRADICTED, "Contradicted"),
+                           (claims_module.INCONCLUSIVE, "Inconclusive")):  # fmt: skip
+        found = [claims_module.short_label(m) for m in page.measurements if m.verdict == verdict]
+        lines.append(f"- **{title}** ({len(found)}): " + ("; ".join(found) if found else "none") + ".")
+    absent = [m for m in page.measurements if m.verdict == claims_module.NOT_MEASURED]
+    figures = sorted({claims_module.figure_number(m.claim) for m in absent})
+    lines.append(f"- **Not measured yet** ({len(absent)}): claims of "
+                 + (", ".join(f"Fig. {number}" for number in figures) if figures else "none") + ".")  # fmt: skip
+    return lines
+
+
+def write_summary(readme: str | Path, lines: Sequence[str]) -> None:
+    """Replace the lines between the README's summary markers (a ``ResultsFileError`` without them)."""
+    readme = Path(readme)
+    text = readme.read_text()
+    start, end = text.find(SUMMARY_START), text.find(SUMMARY_END)
+    if start < 0 or end < start:
+        raise ResultsFileError(f"{readme}: no lines {SUMMARY_START!r} ... {SUMMARY_END!r} to write the summary between")
+    head = text[: start + len(SUMMARY_START)]
+    readme.write_text(head + "\n" + "\n".join(lines) + "\n" + text[end:])
 
 
 # ---- the page --------------------------------------------------------------------------------------
@@ -391,12 +428,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the page to write, e.g. docs/results.md")
     parser.add_argument("--figures", type=Path, default=None, help="figure folder (default: --out without .md)")
     parser.add_argument("--reps", type=int, default=tables.BOOTSTRAP_REPS, help="bootstrap resamples")
+    parser.add_argument("--readme", type=Path, default=None, help="also rewrite this README's results summary")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error(f"--reps {args.reps}: needs at least one bootstrap resample")
     try:
+        if args.readme is not None and SUMMARY_START not in args.readme.read_text():
+            raise ResultsFileError(f"{args.readme}: no line {SUMMARY_START!r} to write the summary after")
         page = write_page(args.folder, args.out, figures=args.figures, reps=args.reps)
-    except ResultsFileError as error:
+        if args.readme is not None:
+            write_summary(args.readme, summary_lines(page))
+            page.paths.append(args.readme)
+    except (ResultsFileError, OSError) as error:
         print(f"{TOOL}: {error}", file=sys.stderr)
         return 1
     for message in page.messages:

@@ -47,7 +47,7 @@ import pandas as pd
 from mlflow.entities import ViewType
 
 from analysis.export import ENV_PARAMS, EXPORTED_METRICS, STEP_COUNT, marl_eval_data, run_places
-from analysis.load import COLUMNS, DEFAULT_CACHE_DIR, load_runs, open_client, simulator_label
+from analysis.load import COLUMNS, DEFAULT_CACHE_DIR, load_runs, open_client, search_all_runs, simulator_label
 
 FORMAT = "macpo-results/1"
 TOOL = "python -m analysis.results"
@@ -246,25 +246,13 @@ def find_runs(
     wanted = {"sweep": sweep or grid.name, "budget": grid.budget, "algo": algo, "sampler": sampler}
     wanted = {tag: value for tag, value in wanted.items() if value is not None}
     server_filter = " and ".join(f"tags.{tag} = '{value}'" for tag, value in wanted.items() if "'" not in value)
-    selected, token = {}, None
-    while True:
-        page = client.search_runs(
-            [found.experiment_id],
-            filter_string=server_filter,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=1000,
-            page_token=token,
-        )
-        for run in page:
-            tags = run.data.tags
-            if run.info.status != "FINISHED" or any(tags.get(t) != v for t, v in wanted.items()):
-                continue
-            if not _in_cut(tags, grid):
-                continue
+    selected = {}
+    for run in search_all_runs(client, found.experiment_id, server_filter):
+        tags = run.data.tags
+        if run.info.status != "FINISHED" or any(tags.get(t) != v for t, v in wanted.items()):
+            continue
+        if _in_cut(tags, grid):
             selected[run.info.run_id] = _provenance(run)
-        token = page.token
-        if not token:
-            break
     by_identity: dict[str, list[str]] = {}
     for run_id, record in selected.items():
         by_identity.setdefault(record["identity"], []).append(run_id)

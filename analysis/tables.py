@@ -34,6 +34,16 @@ BOOTSTRAP_REPS = 2000
 CONFIDENCE = 0.95
 
 
+SCORE_COLUMNS = ["run_id", "task", "method", "seed", "status", "budget", "final"]
+
+
+def score_row(run_id: str, run: pd.DataFrame, budget: float, final: float) -> dict:
+    """One run's score: who it is (from its first point) and its `final` value over `budget`."""
+    first = run.iloc[0]
+    return {"run_id": run_id, "task": first["task"], "method": first["method"], "seed": first["seed"],
+            "status": first["status"], "budget": budget, "final": final}  # fmt: skip
+
+
 def final_scores(selection: pd.DataFrame, *, fraction: float = FINAL_FRACTION) -> pd.DataFrame:
     """One row per run: ``run_id, task, method, seed, status, budget, final`` (see module doc).
 
@@ -55,20 +65,8 @@ def final_scores(selection: pd.DataFrame, *, fraction: float = FINAL_FRACTION) -
         else:
             unscored.append(run_id)
             continue
-        first = run.iloc[0]
-        rows.append(
-            {
-                "run_id": run_id,
-                "task": first["task"],
-                "method": first["method"],
-                "seed": first["seed"],
-                "status": first["status"],
-                "budget": budget,
-                "final": final,
-            }
-        )
-    columns = ["run_id", "task", "method", "seed", "status", "budget", "final"]
-    scores = pd.DataFrame(rows, columns=columns)
+        rows.append(score_row(run_id, run, budget, final))
+    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     scores.attrs["unscored"] = unscored
     return scores
 

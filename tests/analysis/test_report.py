@@ -17,7 +17,7 @@ import pytest
 
 from analysis import claims, tables
 from analysis.load import load_runs
-from analysis.report import PAGE_GRIDS, main, write_page
+from analysis.report import PAGE_GRIDS, SUMMARY_END, SUMMARY_START, main, summary_lines, write_page
 from analysis.results import Grid, export_grid, read_folder
 from analysis.selection import FIG1_REPLAY, FIG2_PREDATOR_PREY, FIG4_ABLATION, select_runs
 from tests.analysis.results_store import INTERVAL, T_MAX, FakeRun, log_runs
@@ -197,6 +197,29 @@ def test_cli_writes_the_page_and_refuses_a_hand_edited_file(built, tmp_path, cap
     assert "checksum mismatch" in capsys.readouterr().err
 
 
+def test_readme_summary_counts_the_verdicts_and_is_rewritten_between_its_markers(built, tmp_path, capsys):
+    _, root, page = built
+    lines = summary_lines(page)
+    assert len(lines) == 5 and all(line.startswith("- **") for line in lines)
+    assert lines[0].endswith("a 9/24, b 21/21, c 10/12, d 0/24.")
+    verdicts = [m.verdict for m in page.measurements]
+    for line, verdict in zip(lines[1:4], (claims.REPRODUCED, claims.CONTRADICTED, claims.INCONCLUSIVE)):
+        assert f"({verdicts.count(verdict)})" in line
+    assert f"({verdicts.count(claims.NOT_MEASURED)}): claims of Fig. 1, Fig. 2, Fig. 3" in lines[4]
+    assert "Fig. 4 removing the Bellman error term costs (5m_vs_6m)" in lines[2]  # no Bellman term helps here
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# top\n{SUMMARY_START}\n- stale\n{SUMMARY_END}\nrest\n")
+    out = tmp_path / "docs" / "results.md"
+    assert main([str(root / "results"), "--out", str(out), "--reps", str(REPS), "--readme", str(readme)]) == 0
+    assert readme.read_text() == "# top\n" + SUMMARY_START + "\n" + "\n".join(lines) + "\n" + SUMMARY_END + "\nrest\n"
+    capsys.readouterr()
+    readme.write_text("# no markers\n")
+    out.unlink()
+    assert main([str(root / "results"), "--out", str(out), "--readme", str(readme)]) == 1
+    assert "no line" in capsys.readouterr().err and not out.exists()  # refused before writing anything
+
+
 def test_every_planned_grid_matches_its_file_name(built):
     _, root, _ = built
     files = {results.path.name: results for results in read_folder(root / "results")}
@@ -263,3 +286,6 @@ def test_the_committed_page_is_what_make_results_writes(tmp_path, monkeypatch):
     assert page.markdown == (repo / "docs" / "results.md").read_text(), "results/ changed: run make results"
     committed = {path.name for path in (repo / "docs" / "results").glob("*.png")}
     assert {path.name for path in page.paths if path.suffix == ".png"} == committed
+    readme = (repo / "README.md").read_text()
+    block = readme[readme.index(SUMMARY_START) + len(SUMMARY_START) : readme.index(SUMMARY_END)]
+    assert block.strip("\n").split("\n") == summary_lines(page), "the README's summary is stale: run make results"
