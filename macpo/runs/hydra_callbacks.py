@@ -21,12 +21,20 @@ class ValidateBeforeRun(Callback):
     config leaves as ``ConfigRejected`` (a ``SystemExit``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from macpo.config import check_config
+
+        with rejecting():
+            check_config(config)  # types, ranges, keys, names: before torch, Lightning and MLflow are imported
         from macpo.runs.validation import validate
 
         with rejecting():
             validate(config, os.getcwd(), multirun=False, sweep=OmegaConf.select(config, "hydra.runtime.choices.sweep"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from macpo.config import check_config
+
+        with rejecting():
+            check_config(config)
         from macpo.runs.validation import check_launcher, validate
 
         with rejecting():
