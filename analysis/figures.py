@@ -226,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_run_selection_arguments(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--reps", type=int, default=tables.BOOTSTRAP_REPS, help="bootstrap resamples")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="history cache folder")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="history cache folder (default: .analysis_cache beside a SQLite store)")
     parser.add_argument("--no-cache", action="store_true", help="read every history from the store")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.experiment,
             sweep=args.sweep,
             metrics=PLOTTED_METRICS,
-            cache_dir=None if args.no_cache else args.cache_dir,
+            cache_dir=None if args.no_cache else args.cache_dir or DEFAULT_CACHE_DIR,
             progress=not args.no_progress,
         )
     except ValueError as error:
