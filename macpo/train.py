@@ -89,12 +89,14 @@ def _run_failure(error: BaseException) -> str | None:
     if "macpo.runs.lifecycle" not in sys.modules:
         return None
     from macpo.algos.guard import NonFiniteUpdateError
-    from macpo.runs.checkpoints import WriteFailed
+    from macpo.runs import WriteFailed
 
     if isinstance(error, NonFiniteUpdateError):
         return f"{error} (its last good checkpoint is kept)"
-    if isinstance(error, WriteFailed):
-        return str(error)
+    for _ in range(8):  # a write that failed, perhaps followed by a store write that failed too
+        if error is None or isinstance(error, WriteFailed):
+            return None if error is None else str(error)
+        error = error.__cause__ or error.__context__
     return None
 
 

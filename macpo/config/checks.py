@@ -143,6 +143,23 @@ def name_problem(value: str) -> str | None:
     return None
 
 
+#: what Linux filesystems allow: bytes in one folder or file name, bytes in a whole path
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def path_problem(path) -> str | None:
+    """Why the filesystem would refuse ``path`` (a name too long, a NUL byte), or None."""
+    text = str(path)
+    if "\0" in text:
+        return "the path holds a NUL byte"
+    encoded = [len(part.encode("utf-8", "surrogateescape")) for part in text.split("/")]
+    if max(encoded, default=0) > NAME_MAX:
+        return f"a folder or file name in it is {max(encoded)} bytes long; a filesystem allows {NAME_MAX}"
+    if sum(encoded) + len(encoded) >= PATH_MAX:
+        return f"the path is longer than the {PATH_MAX} bytes a filesystem allows"
+    return None
+
+
 def unknown_key_message(full_key: str, known) -> str:
     """``t_maxx: no such key (did you mean t_max?)``: the nearest real key, never a fix that does nothing."""
     prefix, _, name = full_key.rpartition(".")

@@ -25,6 +25,7 @@ the default store ``outputs/mlflow.db`` gives ``outputs/checkpoints/``), else ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from macpo.config import ConfigError
+from macpo.runs import WriteFailed
 from macpo.runs.tracking import resolve_tracking_uri, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -254,6 +257,18 @@ def remove_resume_files(run_dir: str | os.PathLike) -> None:
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
+@contextmanager
+def writing(target: Path, *temporary: Path):
+    """Any failure inside is a ``WriteFailed`` naming ``target``; the ``temporary`` files are removed."""
+    try:
+        yield
+    except Exception as error:
+        for path in temporary:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise WriteFailed(target, error) from error
+
+
 # ---- random number generators -------------------------------------------------------------
 def generators_of(obj) -> dict[str, torch.Generator]:
     """The ``torch.Generator`` attributes of an object (an env's private random streams)."""
@@ -321,6 +336,7 @@ class RunCheckpoint(pl.Callback):
         self.identity = identity
         self.last_saved = 0  # env step of the latest checkpoint (or of the start)
         self.interrupted_by: int | None = None  # signal number that stopped training
+        self.write_failure: WriteFailed | None = None  # the checkpoint on a signal could not be written
         self._pending_rng: dict | None = None
         self._module: pl.LightningModule | None = None
         self._replaced_handlers: dict[int, object] = {}  # signal → the handler ours replaced
@@ -360,7 +376,12 @@ class RunCheckpoint(pl.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
             self.interrupted_by = self.interrupted_by or signal.SIGTERM
-            self.save(trainer)
+            try:
+                self.save(trainer)
+            except WriteFailed as error:  # the previous checkpoint, if any, is still the one to resume
+                self.write_failure = error
+                log.error("training stopped by signal %d; %s", self.interrupted_by, error)
+                return
             log.warning("training stopped by signal %d at env step %d; checkpoint written to %s",
                         self.interrupted_by, pl_module.env_steps, self.last_path)  # fmt: skip
 
@@ -373,22 +394,25 @@ class RunCheckpoint(pl.Callback):
 
         Both are written to temporary files first and renamed last, one right after the other; a
         crash between the two renames leaves a checksum that does not match, so the checkpoint
-        is set aside on resume rather than trusted.
+        is set aside on resume rather than trusted. A write that fails (a full disk, say) removes
+        the temporary files and raises ``WriteFailed`` naming the checkpoint and the cause; the
+        previous checkpoint is left as it was.
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         env_steps = int(trainer.lightning_module.env_steps)
-        self.last_saved = env_steps
+        self.last_saved = env_steps  # before the write: the checkpoint carries it
         tmp = self.last_path.with_suffix(".ckpt.tmp")
-        trainer.save_checkpoint(tmp)
-        meta = {"mlflow_run_id": self.mlflow_run_id, "identity": self.identity, "env_steps": env_steps,
-                "sha256": sha256_of(tmp), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
         tmp_meta = self.run_dir / (SIDECAR + ".tmp")
-        with open(tmp_meta, "w") as f:
-            f.write(json.dumps(meta))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.last_path)
-        os.replace(tmp_meta, self.run_dir / SIDECAR)
+        with writing(self.last_path, tmp, tmp_meta):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(tmp)
+            meta = {"mlflow_run_id": self.mlflow_run_id, "identity": self.identity, "env_steps": env_steps,
+                    "sha256": sha256_of(tmp), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+            with open(tmp_meta, "w") as f:
+                f.write(json.dumps(meta))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.last_path)
+            os.replace(tmp_meta, self.run_dir / SIDECAR)
         return self.last_path
 
     def finish(self, trainer: pl.Trainer, keep_final: bool = True) -> Path | None:
@@ -403,8 +427,12 @@ class RunCheckpoint(pl.Callback):
             try:
                 final = self.run_dir / FINAL_CKPT
                 tmp = final.with_suffix(".ckpt.tmp")
-                trainer.save_checkpoint(tmp)
-                os.replace(tmp, final)
+                with writing(final, tmp):
+                    trainer.save_checkpoint(tmp)
+                    os.replace(tmp, final)
+            except WriteFailed as error:  # the run's results are all logged: it stays FINISHED
+                log.warning("%s; the run is FINISHED without it", error)
+                final = None
             finally:
                 if datamodule is not None:
                     datamodule.save_buffer = saved_buffer

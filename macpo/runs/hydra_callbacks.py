@@ -25,6 +25,7 @@ class ValidateBeforeRun(Callback):
 
         with rejecting():
             check_config(config)  # types, ranges, keys, names: before torch, Lightning and MLflow are imported
+            check_output_dir(config, "hydra.run.dir")
         from macpo.runs.validation import validate
 
         with rejecting():
@@ -35,12 +36,27 @@ class ValidateBeforeRun(Callback):
 
         with rejecting():
             check_config(config)
+            check_output_dir(config, "hydra.sweep.dir")
         from macpo.runs.validation import check_launcher, validate
 
         with rejecting():
             check_launcher(config.hydra)
             for job_cfg, build_env in grid_job_configs(config):
                 validate(job_cfg, os.getcwd(), multirun=True, sweep=None, build_env=build_env)
+
+
+def check_output_dir(config: DictConfig, key: str) -> None:
+    """The folder Hydra is about to create is one a filesystem accepts (``hydra.run.dir`` names runs)."""
+    from macpo.config import ConfigError
+    from macpo.config.checks import path_problem
+
+    try:
+        folder = OmegaConf.select(config, key)
+    except Exception:  # a resolver only Hydra's launch can resolve: Hydra reports it
+        return
+    problem = path_problem(os.path.abspath(str(folder))) if folder else None
+    if problem:
+        raise ConfigError(f"{key}={str(folder)[:60]!r}: {problem}")
 
 
 @contextmanager

@@ -14,9 +14,12 @@ the store and experiment under a file lock beside the database.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
+
+from macpo.config.checks import path_problem
 from pytorch_lightning.loggers import MLFlowLogger
 
 SQLITE_PREFIX = "sqlite:///"
@@ -83,10 +86,10 @@ def check_tracking_uri(uri: str, base_dir: str | os.PathLike | None = None, prob
                          + ", ".join(s + "://" for s in DATABASE_SCHEMES + SERVER_SCHEMES))  # fmt: skip
     path = sqlite_path(resolved)
     if path is not None:
+        if path_problem(path):
+            raise StoreError(f"logger.tracking_uri={uri[:60]!r}...: {path_problem(path)}")
         if path.is_dir():
             raise StoreError(f"logger.tracking_uri={uri!r}: {path} is a folder; name a database file in it")
-        if len(os.fsencode(path)) >= 4096 or any(len(os.fsencode(part)) > 255 for part in path.parts):
-            raise StoreError(f"logger.tracking_uri={uri[:60]!r}...: the path is too long for a filesystem")
         parent = next(p for p in path.parents if p.exists())
         if not parent.is_dir():
             raise StoreError(f"logger.tracking_uri={uri!r}: {parent} is a file, so {path} cannot be created")
@@ -323,4 +326,19 @@ class ResumableMLFlowLogger(MLFlowLogger):
         step = int(step or 0)
         fresh = {k: v for k, v in metrics.items() if step > self.logged_until.get(k, -1)}
         if fresh:
-            super().log_metrics(fresh, step=step)
+            with self._writing():
+                super().log_metrics(fresh, step=step)
+
+    def log_hyperparams(self, params) -> None:
+        with self._writing():
+            super().log_hyperparams(params)
+
+    @contextmanager
+    def _writing(self):
+        """A write the store refuses (a full disk, a lost server) ends the run as ``WriteFailed``."""
+        from macpo.runs import WriteFailed
+
+        try:
+            yield
+        except Exception as error:
+            raise WriteFailed(f"to the MLflow store {self._tracking_uri}", error) from error

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from macpo.config import ConfigError, check_config
+from macpo.config.checks import path_problem, unknown_key_message
 from macpo.runs.tracking import StoreError, check_tracking_uri
 
 #: hydra-launcher plugin package -> the command that installs it
@@ -63,6 +64,7 @@ def validate(cfg: DictConfig, base_dir: str | os.PathLike | None = None, multiru
         )
     _check_env(cfg, build_env)
     _check_algo_and_sampler(cfg)
+    _check_trainer(cfg)
     try:
         uri = check_tracking_uri(str(cfg.logger.tracking_uri), base_dir, probe_server=bool(cfg.logger.enabled))
     except StoreError as error:
@@ -129,6 +131,21 @@ def _check_algo_and_sampler(cfg: DictConfig) -> None:
         raise ConfigError(f"algo={cfg.algo.name}: {problem}")
 
 
+def _check_trainer(cfg: DictConfig) -> None:
+    """Every ``trainer.*`` key is an argument of the Trainer class (``+trainer.x=1`` would fail only once the
+    run had started)."""
+    try:
+        cls = hydra.utils.get_class(str(cfg.trainer._target_))
+    except Exception as error:
+        raise ConfigError(f"trainer._target_={cfg.trainer._target_}: {_one_line(error)}") from None
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # it takes any keyword: its own check
+    for key in cfg.trainer:
+        if str(key) not in set(parameters) | {"_target_"}:
+            raise ConfigError(unknown_key_message(f"trainer.{key}", parameters))
+
+
 def _check_hparams(node: DictConfig, cls: type) -> None:
     """``node`` is typed by the dataclass ``cls`` takes, carries no other key, and passes the class's checks."""
     schema = getattr(cls, "config_class", None)
@@ -159,6 +176,9 @@ def _check_checkpoint_dir(cfg: DictConfig, base_dir) -> None:
         return
     path = Path(str(configured))
     path = path if path.is_absolute() else Path(base_dir or os.getcwd()) / path
+    problem = path_problem(path / str(cfg.logger.experiment) / ("0" * 16) / "last.ckpt.tmp")
+    if problem:
+        raise ConfigError(f"checkpoint.dir={str(configured)[:60]!r}: {problem}")
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ConfigError(f"checkpoint.dir={configured}: {existing} is a file, not a folder")
