@@ -138,7 +138,8 @@ def record_failure(parts: RunParts, clock: CpuClock, error: BaseException) -> No
         if client.get_run(run_id).info.status != "FAILED":
             client.set_terminated(run_id, "FAILED")
     except Exception as store_error:
-        log.warning("could not mark MLflow run %s FAILED: %s", parts.logger.run_id, " ".join(str(store_error).split())[:200])
+        reason = " ".join(str(store_error).split())[:200]
+        log.warning("could not mark MLflow run %s FAILED: %s", parts.logger.run_id, reason)
 
 
 def log_cpu_seconds(parts: RunParts, clock: CpuClock) -> None:

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
+from pytorch_lightning.loggers import MLFlowLogger
 
 from macpo.config.checks import path_problem
-from pytorch_lightning.loggers import MLFlowLogger
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -101,8 +101,9 @@ def check_tracking_uri(uri: str, base_dir: str | os.PathLike | None = None, prob
 
 
 def inspect_store(label: str, resolved: str, must_exist: bool) -> None:
-    """Open the store ``resolved`` read-only, creating nothing; ``StoreError`` when
-    it cannot hold runs (the message starts with ``label``, the key or option that gave it): the one check of a store, for runs and read-only commands alike.
+    """Open the store ``resolved`` read-only, creating nothing; ``StoreError`` when it cannot hold
+    runs (the message starts with ``label``, the key or option that gave the URI). The one check
+    of a store, for runs and read-only commands alike.
 
     SQLite: an existing file must be a SQLite database with MLflow's tables (a run may also start
     one in an empty file or a new path; ``must_exist``: read-only commands need the tables).
