@@ -18,8 +18,9 @@ Caching. Histories are cached per run as parquet under ``cache_dir`` (default: `
 beside a SQLite store's database, so a command writes nothing outside its output and the
 store's folder; no cache for other stores unless a folder is given), keyed by the run's last
 update: on SQL stores the number of metric points and the newest point's timestamp; through
-the API, the run's latest metric values with their steps and timestamps. Status and end time are part of the key too. A run whose key
-changed (a new point was logged) is read again; the others come from disk.
+the API, the run's latest metric values with their steps and timestamps. Status and end time
+are part of the key too. A run whose key changed (a new point was logged) is read again; the
+others come from disk.
 """
 
 from __future__ import annotations
