@@ -57,6 +57,7 @@ from analysis.style import (
     method_label,
     task_label,
 )
+from macpo.runs.tracking import StoreError
 
 DEFAULT_OUT = Path("outputs/figures")
 FORMATS = ("png", "pdf")
@@ -244,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir=None if args.no_cache else args.cache_dir or DEFAULT_CACHE_DIR,
             progress=not args.no_progress,
         )
+    except StoreError as error:  # one line and exit code 2, as every read-only command
+        print(f"python -m analysis.figures: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         parser.error(str(error))
     if statuses is not None:
