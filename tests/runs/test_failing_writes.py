@@ -40,7 +40,8 @@ def failing_save(self, path, *args, **kwargs):
         f.write(b"x" * 100_000)  # a partial file, as a full disk leaves it
     if MODE == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-    raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/7: file write failed")
+    raise RuntimeError("[enforce fail at inline_container.cc:603] . "
+                       "PytorchStreamWriter failed writing file data/7: file write failed")
 
 def failing_fsync(fd):
     if MODE == "fsync" and os.readlink(f"/proc/self/fd/{{fd}}").endswith("last.json.tmp"):
