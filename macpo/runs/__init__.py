@@ -10,6 +10,7 @@
 ``hydra_callbacks`` Hydra's callback that validates a config before Hydra creates anything
 ``grids``       the named sweeps: their cells, a run's grid tags, each cell's status in a store
 
+``WriteFailed`` is the error of a write a run needs (checkpoint or store) that failed.
 ``run`` and ``validate`` are imported on first use, so that importing one module of the package
 (``macpo.runs.tracking`` from ``analysis``, say) does not import the whole training stack.
 """

@@ -15,7 +15,9 @@
 7. **final status**: FINISHED (``last.ckpt`` dropped, ``final.ckpt`` kept); KILLED on a signal
    (checkpoint written, exit 128+signal); FAILED on an error. A streak of non-finite updates
    (``NonFiniteUpdateError``) ends FAILED with the step in the tag ``failure``; no checkpoint is
-   written from that state, so the last good one is what a rerun resumes.
+   written from that state, so the last good one is what a rerun resumes. A write that fails (a
+   full disk: ``macpo.runs.WriteFailed``) ends FAILED too, its temporary files removed; marking
+   the run FAILED is best effort (``record_failure``), since the store may be what cannot be written.
 """
 
 from __future__ import annotations
