@@ -171,14 +171,20 @@ def _check_hparams(node: DictConfig, cls: type) -> None:
 
 
 def _check_checkpoint_dir(cfg: DictConfig, base_dir) -> None:
+    """The longest file a run writes fits the filesystem; a configured folder can be created."""
+    from macpo.runs.checkpoints import checkpoint_root
+    from macpo.runs.identity import IDENTITY_LENGTH
+
     configured = cfg.checkpoint.dir
+    root = checkpoint_root(cfg, base_dir or os.getcwd())
+    problem = path_problem(root / str(cfg.logger.experiment) / ("0" * IDENTITY_LENGTH) / "last.ckpt.tmp")
+    if problem:
+        key = "checkpoint.dir" if configured else "logger.tracking_uri"
+        raise ConfigError(f"{key}={str(configured or cfg.logger.tracking_uri)[:60]!r}: its checkpoint files: {problem}")
     if not configured:
         return
     path = Path(str(configured))
     path = path if path.is_absolute() else Path(base_dir or os.getcwd()) / path
-    problem = path_problem(path / str(cfg.logger.experiment) / ("0" * 16) / "last.ckpt.tmp")
-    if problem:
-        raise ConfigError(f"checkpoint.dir={str(configured)[:60]!r}: {problem}")
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ConfigError(f"checkpoint.dir={configured}: {existing} is a file, not a folder")
