@@ -15,7 +15,7 @@ import pytest
 import macpo.train as train
 from macpo.runs.checkpoints import LAST_CKPT, SIDECAR, read_sidecar, run_checkpoint_dir
 from macpo.runs.identity import run_identity
-from tests.helpers import TINY, assert_continuous, metric_histories, store_uri
+from tests.helpers import TINY, assert_continuous, metric_histories, run_cli, store_uri
 
 SHORT = [*TINY, "t_max=1600", "checkpoint_interval=400", "device=cpu"]
 GOOD = {"mlflow_run_id": "0" * 32, "identity": "0123456789abcdef", "env_steps": 800, "sha256": "a" * 64,
@@ -96,3 +96,20 @@ def test_read_sidecar_returns_what_save_wrote(tmp_path):
     assert read_sidecar(path) == GOOD
     path.write_text(json.dumps({**GOOD, "mlflow_run_id": None}))  # a run without a logger
     assert read_sidecar(path)["mlflow_run_id"] is None
+
+
+def test_the_cli_rerun_warns_once_and_exits_0(tmp_path, crash_once_after):
+    """The same, through ``python -m macpo.train``: exit code 0, one warning naming the checkpoint, no traceback."""
+    uri = store_uri(tmp_path / "m.db")
+    args = [*SHORT, f"logger.tracking_uri={uri}"]
+    cfg = train.compose(args)
+    run_dir = run_checkpoint_dir(cfg, run_identity(cfg), tmp_path)
+    crash_once_after(1000)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.run(cfg)
+    (run_dir / SIDECAR).write_text("[]")
+    res = run_cli(["-m", "macpo.train", *args, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    warned = [line for line in (res.stdout + res.stderr).splitlines() if "is not resumed" in line]
+    assert len(warned) == 1 and str(run_dir / LAST_CKPT) in warned[0] and "holds a list" in warned[0], warned
+    assert metric_histories(uri)[0] == "FINISHED"
