@@ -54,6 +54,7 @@ from analysis.load import (
 )
 from analysis.selection import PREDATOR_PREY_PREFIX, TEST_RETURN, WIN_RATE, run_table
 from analysis.tables import final_scores
+from macpo.runs.tracking import StoreError
 
 #: our metric name → marl-eval's metric name
 EXPORTED_METRICS = {TEST_RETURN: "return", WIN_RATE: "win_rate"}
@@ -199,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.export", description=__doc__.split("\n")[0])
     add_run_selection_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="history cache folder")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="history cache folder (default: .analysis_cache beside a SQLite store)")
     parser.add_argument("--no-cache", action="store_true", help="read every history from the store")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -213,10 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.experiment,
             sweep=args.sweep,
             statuses=statuses,
-            cache_dir=None if args.no_cache else args.cache_dir,
+            cache_dir=None if args.no_cache else args.cache_dir or DEFAULT_CACHE_DIR,
             progress=not args.no_progress,
         )
-    except ValueError as error:
+    except StoreError as error:  # not a store: bad input, as for every read-only command
+        print(f"python -m analysis.export: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # a store with nothing to export
         print(f"python -m analysis.export: {error}", file=sys.stderr)
         return 1
     for message in result.messages:

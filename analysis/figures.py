@@ -57,6 +57,7 @@ from analysis.style import (
     method_label,
     task_label,
 )
+from macpo.runs.tracking import StoreError
 
 DEFAULT_OUT = Path("outputs/figures")
 FORMATS = ("png", "pdf")
@@ -226,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_run_selection_arguments(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--reps", type=int, default=tables.BOOTSTRAP_REPS, help="bootstrap resamples")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="history cache folder")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="history cache folder (default: .analysis_cache beside a SQLite store)")
     parser.add_argument("--no-cache", action="store_true", help="read every history from the store")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -240,9 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.experiment,
             sweep=args.sweep,
             metrics=PLOTTED_METRICS,
-            cache_dir=None if args.no_cache else args.cache_dir,
+            cache_dir=None if args.no_cache else args.cache_dir or DEFAULT_CACHE_DIR,
             progress=not args.no_progress,
         )
+    except StoreError as error:  # one line and exit code 2, as every read-only command
+        print(f"python -m analysis.figures: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         parser.error(str(error))
     if statuses is not None:

@@ -14,11 +14,13 @@ cost grows with runs x metrics, and each request is a network round trip on a se
 ``method="auto"`` uses SQL for database URIs and the public API (threaded for HTTP servers)
 for everything else. The run list and tags always come from ``MlflowClient.search_runs``.
 
-Caching. Histories are cached per run as parquet under ``cache_dir`` (default
-``outputs/.analysis_cache``), keyed by the run's last update: on SQL stores the number of metric
-points and the newest point's timestamp; through the API, the run's latest metric values with
-their steps and timestamps. Status and end time are part of the key too. A run whose key
-changed (a new point was logged) is read again; the others come from disk.
+Caching. Histories are cached per run as parquet under ``cache_dir`` (default: ``.analysis_cache``
+beside a SQLite store's database, so a command writes nothing outside its output and the
+store's folder; no cache for other stores unless a folder is given), keyed by the run's last
+update: on SQL stores the number of metric points and the newest point's timestamp; through
+the API, the run's latest metric values with their steps and timestamps. Status and end time
+are part of the key too. A run whose key changed (a new point was logged) is read again; the
+others come from disk.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 DEFAULT_EXPERIMENT = "macpo"
 #: run states a figure or export reads unless told otherwise (`--status all` adds runs still going)
 DEFAULT_STATUSES = ("FINISHED",)
-DEFAULT_CACHE_DIR = Path("outputs/.analysis_cache")
+#: ``cache_dir`` meaning "``.analysis_cache`` in the SQLite store's folder; none for other stores"
+DEFAULT_CACHE_DIR = "beside-the-store"
+CACHE_FOLDER = ".analysis_cache"
 
 RUN_COLUMNS = ("run_id", "env", "algo", "sampler", "seed", "punishment", "sweep", "status", "t_max", "simulator")
 POINT_COLUMNS = ("step", "metric", "value")
@@ -127,14 +131,14 @@ def open_client(tracking_uri: str) -> MlflowClient:
 
     Checked read-only first (``macpo.runs.tracking.require_existing_store``): MLflow would otherwise
     create an empty store (or write its schema into any file it is given), and the analysis
-    would silently find nothing. Raises ``ValueError`` naming the URI.
+    would silently find nothing. Raises ``StoreError`` (a ``ValueError``) naming the URI.
     """
     from macpo.runs.tracking import StoreError, require_existing_store
 
     try:
         require_existing_store(tracking_uri)
     except StoreError as error:
-        raise ValueError(f"--tracking-uri: {error}") from None
+        raise StoreError(f"--tracking-uri: {error}") from None
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -221,6 +225,8 @@ class HistoryCache:
     def __init__(
         self, cache_dir: str | Path | None, tracking_uri: str, experiment_id: str, metrics: list[str] | None
     ) -> None:
+        if isinstance(cache_dir, str) and cache_dir == DEFAULT_CACHE_DIR:
+            cache_dir = default_cache_dir(tracking_uri)
         self.root = (
             None if cache_dir is None else Path(cache_dir) / _digest(_store_identity(tracking_uri), experiment_id)
         )
@@ -357,6 +363,13 @@ def simulator_label(tags: dict) -> str:
         return "lite v1" if "map_name" in tags else ""
     version = tags.get("env.sim_version")
     return f"{backend} v{version}" if backend == "lite" and version else backend
+
+
+def default_cache_dir(tracking_uri: str) -> Path | None:
+    """``.analysis_cache`` beside a SQLite store's database; None (no cache) for other stores."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    return Path(_store_identity(tracking_uri).removeprefix("sqlite:")).parent / CACHE_FOLDER
 
 
 def _is_sql_uri(uri: str) -> bool:

@@ -473,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sampler", default=None, help="only runs with this sampler")
     parser.add_argument("--out", type=Path, default=None, help="the file (default: results/<grid>.json)")
     parser.add_argument("--replace", action="store_true", help="exported runs replace clashing runs in the file")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="history cache folder")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="history cache folder (default: .analysis_cache beside a SQLite store)")
     parser.add_argument("--no-cache", action="store_true", help="read every history from the store")
     args = parser.parse_args(argv)
 
@@ -492,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler=args.sampler,
             replace=args.replace,
             command=public_command(argv),
-            cache_dir=None if args.no_cache else args.cache_dir,
+            cache_dir=None if args.no_cache else args.cache_dir or DEFAULT_CACHE_DIR,
         )
     except ValueError as error:
         print(f"{TOOL}: {error}", file=sys.stderr)

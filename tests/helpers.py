@@ -46,6 +46,22 @@ def run_cli(args, cwd=REPO, timeout=600, env_extra=None):
     )
 
 
+def refused_in_one_line(tmp_path: Path, args, module: str = "macpo.train") -> str:
+    """Run ``python -m <module> args`` from an empty folder under ``tmp_path`` and check the refusal:
+    exit code 2, one line on stderr and no traceback, nothing created anywhere under ``tmp_path``
+    (no store, lock, checkpoint or Hydra folder). Returns the line."""
+    before = sorted(tmp_path.rglob("*"))
+    cwd = tmp_path / "launch"
+    cwd.mkdir()
+    res = run_cli(["-m", module, *args], cwd=cwd, env_extra={"PYTHONPATH": str(REPO)})
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    cwd.rmdir()  # fails if anything was written in the launch folder
+    assert sorted(tmp_path.rglob("*")) == before, "the refused command created files"
+    return lines[0]
+
+
 # ---- small envs --------------------------------------------------------------------------------
 def small_env(n_envs: int = 4) -> PredatorPrey:
     """2 predators, 1 prey on 5x5, 10 steps: learners' tests on real batches."""

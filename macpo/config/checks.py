@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import math
 import typing
@@ -125,7 +126,51 @@ def expectation(tp, rules: dict) -> str:
     return noun + (" or null" if nullable else "")
 
 
+#: bytes a name that becomes one folder name may have: three of them and a timestamp still fit
+#: the 255 bytes a filesystem allows a folder name (``hydra.run.dir`` joins env, algo and sampler)
+NAME_MAX_BYTES = 64
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be used as one folder name, or None (the rule of every ``filename`` key)."""
+    if value in (".", "..") or any(c in value for c in "/\\"):
+        return "a name, not a path: no / or \\, not . or .."
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "a name may not hold control characters"
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > NAME_MAX_BYTES:
+        return f"{size} bytes long; a name becomes a folder name, so at most {NAME_MAX_BYTES} bytes"
+    return None
+
+
+#: what Linux filesystems allow: bytes in one folder or file name, bytes in a whole path
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def path_problem(path) -> str | None:
+    """Why the filesystem would refuse ``path`` (a name too long, a NUL byte), or None."""
+    text = str(path)
+    if "\0" in text:
+        return "the path holds a NUL byte"
+    encoded = [len(part.encode("utf-8", "surrogateescape")) for part in text.split("/")]
+    if max(encoded, default=0) > NAME_MAX:
+        return f"a folder or file name in it is {max(encoded)} bytes long; a filesystem allows {NAME_MAX}"
+    if sum(encoded) + len(encoded) >= PATH_MAX:
+        return f"the path is longer than the {PATH_MAX} bytes a filesystem allows"
+    return None
+
+
+def unknown_key_message(full_key: str, known) -> str:
+    """``t_maxx: no such key (did you mean t_max?)``: the nearest real key, never a fix that does nothing."""
+    prefix, _, name = full_key.rpartition(".")
+    near = difflib.get_close_matches(name, [str(k) for k in known if not str(k).startswith("_")], n=1, cutoff=0.6)
+    hint = f" (did you mean {prefix + '.' if prefix else ''}{near[0]}?)" if near else ""
+    return f"{full_key}: no such key{hint}"
+
+
 def _shown(value) -> str:
+    if isinstance(value, str) and len(value) > 60:
+        return repr(value[:40] + "…")
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:
@@ -148,6 +193,8 @@ def _violates(value, rules: dict) -> bool:
         return True
     if rules.get("nonempty") and not str(value).strip():
         return True
+    if rules.get("filename") and name_problem(str(value)):
+        return True
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
             return True
@@ -164,7 +211,12 @@ def _violates(value, rules: dict) -> bool:
 
 # ---- checks -------------------------------------------------------------------------------
 def check_config(cfg: DictConfig) -> None:
-    """Every key a schema declares: set (not ``???``), in range, one of its choices."""
+    """Every key a schema declares: set (not ``???``), in range, one of its choices; a name that
+    becomes a folder is one safe folder name; a closed schema holds no key it does not declare
+    (``+t_maxx=5`` would be logged, change the run's identity and do nothing).
+
+    Needs only Hydra and the schemas: the CLI calls it before importing torch, Lightning or MLflow.
+    """
     _check_node(cfg, "")
 
 
@@ -183,11 +235,14 @@ def _check_node(node, prefix: str) -> None:
         return
     schema = OmegaConf.get_type(node)
     fields = _fields(schema) if dataclasses.is_dataclass(schema) else {}
+    closed = dataclasses.is_dataclass(schema) and not issubclass(schema, dict)  # open ones pass extras on
     for name in node.keys():
         name = str(name)
         full = f"{prefix}{name}"
         if name == "hydra" and not prefix:
             continue
+        if closed and name not in fields:
+            raise ConfigError(unknown_key_message(full, fields))
         if OmegaConf.is_missing(node, name):
             raise ConfigError(f"{full}: no value given; set one ({full}=...)")
         try:
@@ -198,6 +253,8 @@ def _check_node(node, prefix: str) -> None:
             _check_node(value, full + ".")
             continue
         tp, rules = fields.get(name, (None, {}))
+        if rules.get("filename") and isinstance(value, str) and name_problem(value):
+            raise ConfigError(f"{full}={_shown(value)}: {name_problem(value)}")
         if rules and _violates(value, rules):
             raise ConfigError(f"{full}: expected {expectation(tp, rules)}, got {_shown(value)}")
 
@@ -223,7 +280,8 @@ def composition_error_message(error: BaseException) -> str | None:
         if source and "not in" in _first_line(cause):  # e.g. a sampler preset setting a key this algo lacks
             return f"{full_key}: no such key in {getattr(schema, '__name__', schema)} (conf/{source}.yaml sets it)"
         if "not in" in _first_line(cause) or "is not in struct" in _first_line(cause):
-            return f"{full_key}: no such key (a new key is added with +{full_key}=...)"
+            parent = getattr(cause, "parent_node", None)
+            return unknown_key_message(full_key, parent.keys() if isinstance(parent, DictConfig) else ())
         return f"{full_key}: {_first_line(cause)}"
     if isinstance(error, MissingConfigException):
         return " ".join(str(error).split("Config search path")[0].split())

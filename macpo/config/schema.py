@@ -26,10 +26,13 @@ from omegaconf import MISSING
 warnings.filterwarnings("ignore", message=r".*subclasses `Dict`.*")
 
 
-def key(*, ge=None, gt=None, le=None, lt=None, choices=None, nonempty=False):
-    """A field with no default (the yaml gives it) and the range ``check_config`` enforces."""
+def key(*, ge=None, gt=None, le=None, lt=None, choices=None, nonempty=False, filename=False):
+    """A field with no default (the yaml gives it) and the range ``check_config`` enforces.
+
+    ``filename``: the value becomes one folder name (``checks.name_problem``: no path, bounded length).
+    """
     rules = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": tuple(choices) if choices else None,
-             "nonempty": nonempty}  # fmt: skip
+             "nonempty": nonempty, "filename": filename}  # fmt: skip
     return field(default=MISSING, metadata={k: v for k, v in rules.items() if v is not None and v is not False})
 
 
@@ -43,7 +46,7 @@ SEED_MAX = 2**32 - 1  # numpy seeds are 32-bit
 class LoggerConfig:
     enabled: bool = key()
     tracking_uri: str = key(nonempty=True)
-    experiment: str = key(nonempty=True)
+    experiment: str = key(nonempty=True, filename=True)  # checkpoints/<experiment>/, mlartifacts/<experiment>/
 
 
 @dataclass
@@ -85,7 +88,7 @@ class TrainConfig:
     target_update_interval: int = key(**POSITIVE)
     checkpoint_interval: int = key(**POSITIVE)
     max_nonfinite_streak: int = key(**POSITIVE)
-    sweep_name: str = key(nonempty=True)
+    sweep_name: str = key(nonempty=True, filename=True)
     progress_bar: bool = key()
 
 
@@ -95,7 +98,7 @@ class EnvConfig(Dict[str, Any]):  # noqa: UP006
     """Every env: the class or factory to build and the name tagged on the run."""
 
     _target_: str = key(nonempty=True)
-    name: str = key(nonempty=True)
+    name: str = key(nonempty=True, filename=True)  # in hydra.run.dir, like algo.name and sampler.name
 
 
 @dataclass
@@ -124,7 +127,7 @@ class AlgoConfig:
     """Every algorithm: its class, the name tagged on the run, and the keys all of them share."""
 
     _target_: str = key(nonempty=True)  # the MarlAlgorithm subclass
-    name: str = key(nonempty=True)
+    name: str = key(nonempty=True, filename=True)
     lr: float = key(gt=0.0)  # learning rate (of the actors, for the actor-critics)
     gamma: float = key(**UNIT)
     td_lambda: float = key(**UNIT)  # λ of the TD(λ) targets
@@ -233,7 +236,7 @@ class SamplerConfig(Dict[str, Any]):  # noqa: UP006
     """The keys every sampler shares (``conf/sampler/base.yaml``)."""
 
     _target_: str = key(nonempty=True)
-    name: str = key(nonempty=True)
+    name: str = key(nonempty=True, filename=True)
     mode: str = key(choices=("reweight", "resample"))
     normalize: bool = key()
     alpha: float = key(ge=0.0)

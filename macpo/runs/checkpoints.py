@@ -11,8 +11,9 @@ Each run identity (``macpo.runs.identity``) owns one folder, ``<root>/<experimen
   of the step in progress); removed once the run has FINISHED.
 - ``last.json``  which MLflow run the checkpoint continues, at which env step, and the SHA-256
   of ``last.ckpt``; a checkpoint is only resumed into that run, and only if its bytes match.
-- ``last.ckpt.bad`` a checkpoint that failed its check (checksum, ``torch.load(weights_only=True)``,
-  non-finite weights), moved aside with one warning; the run restarted from scratch.
+- ``last.ckpt.bad`` a checkpoint that failed its check (a sidecar that is not exactly ``SIDECAR_FIELDS``,
+  checksum, ``torch.load(weights_only=True)``, non-finite weights), moved aside with one warning
+  (with its sidecar, as ``last.json.bad``); the run restarted from scratch in the same MLflow run.
 - ``final.ckpt`` the finished run's networks and counters (no replay buffer), unless
   ``checkpoint.keep_final=false``.
 - ``run.lock``   held while a process trains this identity: a second launch of the same run
@@ -24,15 +25,18 @@ the default store ``outputs/mlflow.db`` gives ``outputs/checkpoints/``), else ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +46,8 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from macpo.config import ConfigError
+from macpo.runs import WriteFailed
 from macpo.runs.tracking import resolve_tracking_uri, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,11 @@ FINAL_CKPT = "final.ckpt"
 SIDECAR = "last.json"
 LOCK_FILE = "run.lock"
 DEFAULT_ROOT = Path("outputs") / "checkpoints"
+#: what ``last.json`` holds: key → the types its value may have (``read_sidecar`` checks exactly this)
+SIDECAR_FIELDS: dict[str, tuple[type, ...]] = {
+    "mlflow_run_id": (str, type(None)), "identity": (str, type(None)), "env_steps": (int,), "sha256": (str,),
+    "saved_at": (str,),
+}  # fmt: skip
 #: signals a cluster tool (submitit) uses to announce a time limit or preemption
 PREEMPTION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGUSR2",) if hasattr(signal, name))
 
@@ -70,8 +81,16 @@ def checkpoint_root(cfg: DictConfig, base_dir: str | os.PathLike) -> Path:
 
 
 def run_checkpoint_dir(cfg: DictConfig, identity: str, base_dir: str | os.PathLike) -> Path:
-    """``<root>/<experiment>/<identity>``: stable across launches of the same configuration."""
-    return checkpoint_root(cfg, base_dir) / str(cfg.logger.experiment) / identity
+    """``<root>/<experiment>/<identity>``: stable across launches of the same configuration.
+
+    ``logger.experiment`` is one folder name (checked with the config, ``macpo.config.checks.name_problem``);
+    the folder is also checked to lie inside the root, whatever reaches this function.
+    """
+    root = checkpoint_root(cfg, base_dir)
+    run_dir = root / str(cfg.logger.experiment) / identity
+    if Path(os.path.normpath(run_dir)).parents[1] != Path(os.path.normpath(root)):
+        raise ConfigError(f"logger.experiment={cfg.logger.experiment!r}: leads outside {root}")
+    return run_dir
 
 
 class RunLock:
@@ -126,22 +145,60 @@ def resumable_checkpoint(run_dir: str | os.PathLike, mlflow_run_id: str | None) 
     """
     run_dir = Path(run_dir)
     ckpt, sidecar = run_dir / LAST_CKPT, run_dir / SIDECAR
-    if not ckpt.exists():
+    if not (ckpt.exists() or ckpt.is_symlink()):
+        return None
+    if not ckpt.is_file():
+        quarantine(ckpt, "it is not a file")
         return None
     try:
-        meta = json.loads(sidecar.read_text())
-    except (OSError, ValueError) as error:
-        quarantine(ckpt, f"its sidecar {SIDECAR} is missing or unreadable ({type(error).__name__})")
+        meta = read_sidecar(sidecar)
+    except ValueError as error:
+        quarantine(ckpt, str(error))
         return None
-    if meta.get("mlflow_run_id") != mlflow_run_id:
-        log.info("%s was written for MLflow run %s, not %s: not resumed", ckpt, meta.get("mlflow_run_id"),
+    if meta["mlflow_run_id"] != mlflow_run_id:
+        log.info("%s was written for MLflow run %s, not %s: not resumed", ckpt, meta["mlflow_run_id"],
                  mlflow_run_id)  # fmt: skip
         return None
-    problem = check_checkpoint(ckpt, meta.get("sha256"))
+    problem = check_checkpoint(ckpt, meta["sha256"])
     if problem:
         quarantine(ckpt, problem)
         return None
     return ckpt
+
+
+def read_sidecar(path: str | os.PathLike) -> dict:
+    """``last.json`` as written by ``RunCheckpoint.save``: exactly the keys and types of ``SIDECAR_FIELDS``.
+
+    Anything else (missing, unreadable, not JSON, a list, a key missing or extra, a wrong type, a
+    checksum that is not 64 hex digits) is a ``ValueError`` saying what is wrong; the caller sets
+    the checkpoint aside as it does a corrupted one.
+    """
+    try:
+        meta = json.loads(Path(path).read_bytes())
+    except Exception as error:  # missing, a folder, unreadable, not UTF-8, not JSON, nested too deep
+        return _bad_sidecar(f"is missing or unreadable ({type(error).__name__})")
+    if not isinstance(meta, dict):
+        return _bad_sidecar(f"holds a {type(meta).__name__}, not an object")
+    if set(meta) != set(SIDECAR_FIELDS):
+        missing, extra = sorted(set(SIDECAR_FIELDS) - set(meta)), sorted(set(meta) - set(SIDECAR_FIELDS))
+        return _bad_sidecar(f"has the wrong keys (missing {missing}, unexpected {extra})")
+    for key, types in SIDECAR_FIELDS.items():
+        value = meta[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            return _bad_sidecar(f"holds {key}={_short(value)}, not {' or '.join(t.__name__ for t in types)}")
+    sha = meta["sha256"]
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha) or meta["env_steps"] < 0:
+        return _bad_sidecar(f"holds no valid checksum and step (sha256={_short(sha)}, env_steps={meta['env_steps']})")
+    return meta
+
+
+def _bad_sidecar(reason: str):
+    raise ValueError(f"its sidecar {SIDECAR} {reason}")
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_checkpoint(ckpt: Path, expected_sha256: str | None) -> str | None:
@@ -175,11 +232,22 @@ def check_checkpoint(ckpt: Path, expected_sha256: str | None) -> str | None:
 
 
 def quarantine(ckpt: Path, reason: str) -> Path:
-    """Move ``ckpt`` to ``<name>.bad`` (replacing an older one) and drop its sidecar; one warning."""
-    bad = ckpt.with_name(ckpt.name + ".bad")
-    os.replace(ckpt, bad)
-    (ckpt.parent / SIDECAR).unlink(missing_ok=True)
+    """Move ``ckpt`` to ``<name>.bad`` and its sidecar to ``last.json.bad`` (replacing older ones); one warning."""
+    bad = set_aside(ckpt)
+    set_aside(ckpt.parent / SIDECAR)
     log.warning("checkpoint %s is not resumed: %s. Moved to %s; the run restarts from scratch", ckpt, reason, bad)
+    return bad
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` (a file, a link or a folder, if it exists) to ``<name>.bad``, replacing an older one."""
+    bad = path.with_name(path.name + ".bad")
+    if bad.is_dir() and not bad.is_symlink():
+        shutil.rmtree(bad)
+    elif bad.exists() or bad.is_symlink():
+        bad.unlink()
+    if path.exists() or path.is_symlink():
+        os.replace(path, bad)
     return bad
 
 
@@ -187,6 +255,18 @@ def remove_resume_files(run_dir: str | os.PathLike) -> None:
     """Delete ``last.ckpt`` and its sidecar (a finished run is never resumed)."""
     for name in (LAST_CKPT, SIDECAR):
         (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+@contextmanager
+def writing(target: Path, *temporary: Path):
+    """Any failure inside is a ``WriteFailed`` naming ``target``; the ``temporary`` files are removed."""
+    try:
+        yield
+    except Exception as error:
+        for path in temporary:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise WriteFailed(target, error) from error
 
 
 # ---- random number generators -------------------------------------------------------------
@@ -256,6 +336,7 @@ class RunCheckpoint(pl.Callback):
         self.identity = identity
         self.last_saved = 0  # env step of the latest checkpoint (or of the start)
         self.interrupted_by: int | None = None  # signal number that stopped training
+        self.write_failure: WriteFailed | None = None  # the checkpoint on a signal could not be written
         self._pending_rng: dict | None = None
         self._module: pl.LightningModule | None = None
         self._replaced_handlers: dict[int, object] = {}  # signal → the handler ours replaced
@@ -295,7 +376,12 @@ class RunCheckpoint(pl.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
             self.interrupted_by = self.interrupted_by or signal.SIGTERM
-            self.save(trainer)
+            try:
+                self.save(trainer)
+            except WriteFailed as error:  # the previous checkpoint, if any, is still the one to resume
+                self.write_failure = error
+                log.error("training stopped by signal %d; %s", self.interrupted_by, error)
+                return
             log.warning("training stopped by signal %d at env step %d; checkpoint written to %s",
                         self.interrupted_by, pl_module.env_steps, self.last_path)  # fmt: skip
 
@@ -308,22 +394,25 @@ class RunCheckpoint(pl.Callback):
 
         Both are written to temporary files first and renamed last, one right after the other; a
         crash between the two renames leaves a checksum that does not match, so the checkpoint
-        is set aside on resume rather than trusted.
+        is set aside on resume rather than trusted. A write that fails (a full disk, say) removes
+        the temporary files and raises ``WriteFailed`` naming the checkpoint and the cause; the
+        previous checkpoint is left as it was.
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         env_steps = int(trainer.lightning_module.env_steps)
-        self.last_saved = env_steps
+        self.last_saved = env_steps  # before the write: the checkpoint carries it
         tmp = self.last_path.with_suffix(".ckpt.tmp")
-        trainer.save_checkpoint(tmp)
-        meta = {"mlflow_run_id": self.mlflow_run_id, "identity": self.identity, "env_steps": env_steps,
-                "sha256": sha256_of(tmp), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
         tmp_meta = self.run_dir / (SIDECAR + ".tmp")
-        with open(tmp_meta, "w") as f:
-            f.write(json.dumps(meta))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.last_path)
-        os.replace(tmp_meta, self.run_dir / SIDECAR)
+        with writing(self.last_path, tmp, tmp_meta):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(tmp)
+            meta = {"mlflow_run_id": self.mlflow_run_id, "identity": self.identity, "env_steps": env_steps,
+                    "sha256": sha256_of(tmp), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+            with open(tmp_meta, "w") as f:
+                f.write(json.dumps(meta))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.last_path)
+            os.replace(tmp_meta, self.run_dir / SIDECAR)
         return self.last_path
 
     def finish(self, trainer: pl.Trainer, keep_final: bool = True) -> Path | None:
@@ -338,8 +427,12 @@ class RunCheckpoint(pl.Callback):
             try:
                 final = self.run_dir / FINAL_CKPT
                 tmp = final.with_suffix(".ckpt.tmp")
-                trainer.save_checkpoint(tmp)
-                os.replace(tmp, final)
+                with writing(final, tmp):
+                    trainer.save_checkpoint(tmp)
+                    os.replace(tmp, final)
+            except WriteFailed as error:  # the run's results are all logged: it stays FINISHED
+                log.warning("%s; the run is FINISHED without it", error)
+                final = None
             finally:
                 if datamodule is not None:
                     datamodule.save_buffer = saved_buffer

@@ -35,7 +35,7 @@ def sweep_names() -> list[str]:
 def sweep_params(name: str) -> dict[str, str]:
     """``hydra.sweeper.params`` of sweep ``name``: key → value string (``a,b,c`` for a sweep)."""
     path = SWEEPS_DIR / f"{name}.yaml"
-    if not path.is_file():
+    if name not in sweep_names():  # a name, never a path: sweeps/../conf/train is no sweep
         raise ValueError(f"no sweep named {name!r}; sweep= one of: {', '.join(sweep_names())}")
     params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params")
     if not params:

@@ -21,18 +21,42 @@ class ValidateBeforeRun(Callback):
     config leaves as ``ConfigRejected`` (a ``SystemExit``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from macpo.config import check_config
+
+        with rejecting():
+            check_config(config)  # types, ranges, keys, names: before torch, Lightning and MLflow are imported
+            check_output_dir(config, "hydra.run.dir")
         from macpo.runs.validation import validate
 
         with rejecting():
             validate(config, os.getcwd(), multirun=False, sweep=OmegaConf.select(config, "hydra.runtime.choices.sweep"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from macpo.config import check_config
+
+        with rejecting():
+            check_config(config)
+            check_output_dir(config, "hydra.sweep.dir")
         from macpo.runs.validation import check_launcher, validate
 
         with rejecting():
             check_launcher(config.hydra)
             for job_cfg, build_env in grid_job_configs(config):
                 validate(job_cfg, os.getcwd(), multirun=True, sweep=None, build_env=build_env)
+
+
+def check_output_dir(config: DictConfig, key: str) -> None:
+    """The folder Hydra is about to create is one a filesystem accepts (``hydra.run.dir`` names runs)."""
+    from macpo.config import ConfigError
+    from macpo.config.checks import path_problem
+
+    try:
+        folder = OmegaConf.select(config, key)
+    except Exception:  # a resolver only Hydra's launch can resolve: Hydra reports it
+        return
+    problem = path_problem(os.path.abspath(str(folder))) if folder else None
+    if problem:
+        raise ConfigError(f"{key}={str(folder)[:60]!r}: {problem}")
 
 
 @contextmanager

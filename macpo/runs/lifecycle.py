@@ -15,7 +15,9 @@
 7. **final status**: FINISHED (``last.ckpt`` dropped, ``final.ckpt`` kept); KILLED on a signal
    (checkpoint written, exit 128+signal); FAILED on an error. A streak of non-finite updates
    (``NonFiniteUpdateError``) ends FAILED with the step in the tag ``failure``; no checkpoint is
-   written from that state, so the last good one is what a rerun resumes.
+   written from that state, so the last good one is what a rerun resumes. A write that fails (a
+   full disk: ``macpo.runs.WriteFailed``) ends FAILED too, its temporary files removed; marking
+   the run FAILED is best effort (``record_failure``), since the store may be what cannot be written.
 """
 
 from __future__ import annotations
@@ -111,9 +113,7 @@ def _run_locked(cfg: DictConfig, identity: str, run_dir: Path, uri: str) -> floa
         parts.checkpoints.pass_on_deferred_signal()  # e.g. submitit requeues the job on its time limit
         raise SystemExit(128 + int(signum)) from None
     except Exception as error:  # 7: FAILED (Lightning has set the status; say why)
-        log_cpu_seconds(parts, clock)
-        if parts.logger:
-            parts.logger.experiment.set_tag(parts.logger.run_id, FAILURE_TAG, " ".join(str(error).split())[:5000])
+        record_failure(parts, clock, error)
         if isinstance(error, NonFiniteUpdateError):
             kept = parts.checkpoints.last_path
             log.error("run %s FAILED: %s. Last good checkpoint: %s", identity, error,
@@ -122,6 +122,26 @@ def _run_locked(cfg: DictConfig, identity: str, run_dir: Path, uri: str) -> floa
     log_cpu_seconds(parts, clock)
     parts.checkpoints.finish(parts.trainer, keep_final=bool(cfg.checkpoint.keep_final))  # 7: FINISHED
     return float(parts.algo.last_test.get("test/return_mean", float("nan")))
+
+
+def record_failure(parts: RunParts, clock: CpuClock, error: BaseException) -> None:
+    """Mark the MLflow run FAILED with the reason in the tag ``failure``, as far as the store allows.
+
+    Best effort: when the store itself cannot be written (a full disk), one warning says so and
+    the run's own error is what the caller reports; ``sweeps status`` shows the run as
+    interrupted, not running, once its lock is released.
+    """
+    if not parts.logger:
+        return
+    try:
+        log_cpu_seconds(parts, clock)
+        client, run_id = parts.logger.experiment, parts.logger.run_id
+        client.set_tag(run_id, FAILURE_TAG, " ".join(str(error).split())[:5000])
+        if client.get_run(run_id).info.status != "FAILED":
+            client.set_terminated(run_id, "FAILED")
+    except Exception as store_error:
+        reason = " ".join(str(store_error).split())[:200]
+        log.warning("could not mark MLflow run %s FAILED: %s", parts.logger.run_id, reason)
 
 
 def log_cpu_seconds(parts: RunParts, clock: CpuClock) -> None:

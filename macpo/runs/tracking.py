@@ -3,7 +3,10 @@
 The default store is an embedded SQLite database under ``outputs/`` unless a URI is given.
 
 Nothing here creates a file until ``prepare_store``: ``check_tracking_uri`` (a run, before any
-side effect) and ``require_existing_store`` (read-only commands) only look. Two processes
+side effect) and ``require_existing_store`` (read-only commands) only look, both through
+``inspect_store``, which opens the store read-only: an in-memory database, a file that is not an
+MLflow store, a missing database driver and a database or server that does not answer are
+refused in one line. Two processes
 creating a fresh SQLite store at once race on its schema migration, so ``prepare_store`` creates
 the store and experiment under a file lock beside the database.
 """
@@ -11,10 +14,13 @@ the store and experiment under a file lock beside the database.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
 from pytorch_lightning.loggers import MLFlowLogger
+
+from macpo.config.checks import path_problem
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -24,6 +30,12 @@ DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 SERVER_SCHEMES = ("http", "https")
 #: seconds a tracking server has to answer the first request before the run is refused
 SERVER_PROBE_TIMEOUT_S = 5
+#: the tables every MLflow database holds
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
+#: a database driver SQLAlchemy names → the package that provides it
+DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "MySQLdb": "mysqlclient",
+                   "pymysql": "pymysql", "pyodbc": "pyodbc", "pymssql": "pymssql"}  # fmt: skip
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
 
 class StoreError(ValueError):
@@ -31,8 +43,15 @@ class StoreError(ValueError):
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | os.PathLike | None = None) -> str:
-    """Make a relative SQLite path absolute (against ``base_dir``, default cwd). Creates nothing."""
+    """Make a relative SQLite path absolute (against ``base_dir``, default cwd). Creates nothing.
+
+    A SQLite database that lives only in memory (``sqlite://``, ``:memory:``, ``mode=memory``) is
+    refused: the run would be logged, then lost when the process ends.
+    """
     uri = str(uri).strip()
+    if uri_scheme(uri) == "sqlite" and (not uri.startswith(SQLITE_PREFIX) or ":memory:" in uri or "mode=memory" in uri):
+        raise StoreError(f"logger.tracking_uri={uri!r}: an in-memory database loses the run when the process ends; "
+                         "name a file: sqlite:///path/to/mlflow.db")  # fmt: skip
     if uri.startswith(SQLITE_PREFIX):
         path = Path(uri[len(SQLITE_PREFIX):])
         if not path.is_absolute():
@@ -56,8 +75,9 @@ def sqlite_path(uri: str) -> Path | None:
 def check_tracking_uri(uri: str, base_dir: str | os.PathLike | None = None, probe_server: bool = True) -> str:
     """The resolved URI if a run can write to it; ``StoreError`` naming it otherwise. Creates nothing.
 
-    SQLite: the path is not a folder and its nearest existing parent is a writable folder.
-    Server: it answers within ``SERVER_PROBE_TIMEOUT_S`` seconds, without MLflow's retries.
+    SQLite: the path is not a folder, its nearest existing parent is a writable folder, and a file
+    already there is an MLflow store (or empty). With ``probe_server`` (the run logs to the store):
+    ``inspect_store``. ``probe_server=False``: only the URI's form and the SQLite path are checked.
     """
     resolved = resolve_tracking_uri(uri, base_dir)
     scheme = uri_scheme(resolved)
@@ -66,6 +86,8 @@ def check_tracking_uri(uri: str, base_dir: str | os.PathLike | None = None, prob
                          + ", ".join(s + "://" for s in DATABASE_SCHEMES + SERVER_SCHEMES))  # fmt: skip
     path = sqlite_path(resolved)
     if path is not None:
+        if path_problem(path):
+            raise StoreError(f"logger.tracking_uri={uri[:60]!r}...: {path_problem(path)}")
         if path.is_dir():
             raise StoreError(f"logger.tracking_uri={uri!r}: {path} is a folder; name a database file in it")
         parent = next(p for p in path.parents if p.exists())
@@ -73,9 +95,92 @@ def check_tracking_uri(uri: str, base_dir: str | os.PathLike | None = None, prob
             raise StoreError(f"logger.tracking_uri={uri!r}: {parent} is a file, so {path} cannot be created")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise StoreError(f"logger.tracking_uri={uri!r}: {parent} is not writable")
-    elif scheme in SERVER_SCHEMES and probe_server:
-        probe_server_store(resolved)
+    if probe_server:
+        inspect_store(f"logger.tracking_uri={uri!r}", resolved, must_exist=False)
     return resolved
+
+
+def inspect_store(label: str, resolved: str, must_exist: bool) -> None:
+    """Open the store ``resolved`` read-only, creating nothing; ``StoreError`` when it cannot hold
+    runs (the message starts with ``label``, the key or option that gave the URI). The one check
+    of a store, for runs and read-only commands alike.
+
+    SQLite: an existing file must be a SQLite database with MLflow's tables (a run may also start
+    one in an empty file or a new path; ``must_exist``: read-only commands need the tables).
+    Other databases: the driver is installed, the host answers, and a database holding tables
+    holds MLflow's. A server answers one request (``probe_server_store``).
+    """
+    path = sqlite_path(resolved)
+    if path is not None:
+        if not path.exists():
+            if must_exist:
+                raise StoreError(f"{label}: no MLflow store at {path}")
+            return
+        if not path.is_file():
+            raise StoreError(f"{label}: {path} is not a regular file")
+        if path.stat().st_size == 0 and not must_exist:
+            return  # MLflow writes its schema into it
+        problem = _sqlite_problem(path)
+        if problem:
+            raise StoreError(f"{label}: {path} {problem}")
+        if not must_exist and not os.access(path, os.W_OK):
+            raise StoreError(f"{label}: {path} is not writable")
+    elif uri_scheme(resolved) in SERVER_SCHEMES:
+        probe_server_store(resolved)
+    else:
+        _inspect_database(label, resolved, must_exist)
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as error:
+        return f"is not an MLflow store (SQLite cannot read it: {error})"
+    if not MLFLOW_TABLES <= tables:
+        return "is not an MLflow store (no MLflow tables in it)"
+    return None
+
+
+def _inspect_database(label: str, resolved: str, must_exist: bool) -> None:
+    """A SQLAlchemy database other than SQLite: its driver, its host, its tables."""
+    import socket
+
+    import sqlalchemy as sa
+
+    try:
+        url = sa.engine.make_url(resolved)
+        url.get_dialect().import_dbapi()
+    except ImportError as error:
+        name = getattr(error, "name", None) or str(error)
+        package = DRIVER_PACKAGES.get(name, name)
+        raise StoreError(f"{label}: its database driver {name} is not installed "
+                         f"(pip install {package})") from None  # fmt: skip
+    except Exception as error:  # an unknown dialect or driver, a malformed URL
+        raise StoreError(f"{label}: {_one_line(error)}") from None
+    if url.host:  # a socket path or a local file needs no probe
+        port = url.port or DEFAULT_PORTS.get(uri_scheme(resolved), 0)
+        try:
+            socket.create_connection((url.host, port), timeout=SERVER_PROBE_TIMEOUT_S).close()
+        except OSError as error:
+            raise StoreError(f"{label}: no database answers at {url.host}:{port} "
+                             f"({_one_line(error)})") from None  # fmt: skip
+    engine = sa.create_engine(resolved)
+    try:
+        with engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+    except Exception as error:  # authentication, no such database, ...
+        raise StoreError(f"{label}: cannot open the database ({_one_line(error)})") from None
+    finally:
+        engine.dispose()
+    if (tables or must_exist) and not MLFLOW_TABLES <= tables:
+        raise StoreError(f"{label}: the database is not an MLflow store (no MLflow tables in it)")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
 
 
 def probe_server_store(uri: str, timeout_s: int = SERVER_PROBE_TIMEOUT_S) -> None:
@@ -110,26 +215,8 @@ def require_existing_store(uri: str, base_dir: str | os.PathLike | None = None) 
     MLflow's tables. A server must answer (``probe_server_store``).
     """
     resolved = resolve_tracking_uri(uri, base_dir)
-    path = sqlite_path(resolved)
-    if path is not None:
-        if not path.is_file():
-            raise StoreError(f"tracking URI {uri!r}: no MLflow store at {path}")
-        if not _has_mlflow_tables(path):
-            raise StoreError(f"tracking URI {uri!r}: {path} is not an MLflow store (no MLflow tables in it)")
-    elif uri_scheme(resolved) in SERVER_SCHEMES:
-        probe_server_store(resolved)
+    inspect_store(f"tracking URI {uri!r}", resolved, must_exist=True)
     return resolved
-
-
-def _has_mlflow_tables(path: Path) -> bool:
-    import sqlite3
-
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.Error:
-        return False
-    return {"experiments", "runs", "alembic_version"} <= tables
 
 
 def artifact_root(uri: str) -> str | None:
@@ -240,4 +327,19 @@ class ResumableMLFlowLogger(MLFlowLogger):
         step = int(step or 0)
         fresh = {k: v for k, v in metrics.items() if step > self.logged_until.get(k, -1)}
         if fresh:
-            super().log_metrics(fresh, step=step)
+            with self._writing():
+                super().log_metrics(fresh, step=step)
+
+    def log_hyperparams(self, params) -> None:
+        with self._writing():
+            super().log_hyperparams(params)
+
+    @contextmanager
+    def _writing(self):
+        """A write the store refuses (a full disk, a lost server) ends the run as ``WriteFailed``."""
+        from macpo.runs import WriteFailed
+
+        try:
+            yield
+        except Exception as error:
+            raise WriteFailed(f"to the MLflow store {self._tracking_uri}", error) from error

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from macpo.config import ConfigError, check_config
+from macpo.config.checks import path_problem, unknown_key_message
 from macpo.runs.tracking import StoreError, check_tracking_uri
 
 #: hydra-launcher plugin package -> the command that installs it
@@ -63,6 +64,7 @@ def validate(cfg: DictConfig, base_dir: str | os.PathLike | None = None, multiru
         )
     _check_env(cfg, build_env)
     _check_algo_and_sampler(cfg)
+    _check_trainer(cfg)
     try:
         uri = check_tracking_uri(str(cfg.logger.tracking_uri), base_dir, probe_server=bool(cfg.logger.enabled))
     except StoreError as error:
@@ -129,6 +131,21 @@ def _check_algo_and_sampler(cfg: DictConfig) -> None:
         raise ConfigError(f"algo={cfg.algo.name}: {problem}")
 
 
+def _check_trainer(cfg: DictConfig) -> None:
+    """Every ``trainer.*`` key is an argument of the Trainer class (``+trainer.x=1`` would fail only once the
+    run had started)."""
+    try:
+        cls = hydra.utils.get_class(str(cfg.trainer._target_))
+    except Exception as error:
+        raise ConfigError(f"trainer._target_={cfg.trainer._target_}: {_one_line(error)}") from None
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # it takes any keyword: its own check
+    for key in cfg.trainer:
+        if str(key) not in set(parameters) | {"_target_"}:
+            raise ConfigError(unknown_key_message(f"trainer.{key}", parameters))
+
+
 def _check_hparams(node: DictConfig, cls: type) -> None:
     """``node`` is typed by the dataclass ``cls`` takes, carries no other key, and passes the class's checks."""
     schema = getattr(cls, "config_class", None)
@@ -154,7 +171,16 @@ def _check_hparams(node: DictConfig, cls: type) -> None:
 
 
 def _check_checkpoint_dir(cfg: DictConfig, base_dir) -> None:
+    """The longest file a run writes fits the filesystem; a configured folder can be created."""
+    from macpo.runs.checkpoints import checkpoint_root
+    from macpo.runs.identity import IDENTITY_LENGTH
+
     configured = cfg.checkpoint.dir
+    root = checkpoint_root(cfg, base_dir or os.getcwd())
+    problem = path_problem(root / str(cfg.logger.experiment) / ("0" * IDENTITY_LENGTH) / "last.ckpt.tmp")
+    if problem:
+        key = "checkpoint.dir" if configured else "logger.tracking_uri"
+        raise ConfigError(f"{key}={str(configured or cfg.logger.tracking_uri)[:60]!r}: its checkpoint files: {problem}")
     if not configured:
         return
     path = Path(str(configured))

@@ -155,7 +155,7 @@ def test_cli_writes_the_file_and_fails_clearly(store, tmp_path, capsys):
     missing = tmp_path / "none.json"
     assert main(["--tracking-uri", store, "--sweep", "nope", "--out", str(missing), "--no-cache"]) == 1
     assert "no runs in state FINISHED" in capsys.readouterr().err and not missing.exists()
-    assert main(["--tracking-uri", f"sqlite:///{tmp_path / 'absent.db'}", "--out", str(missing)]) == 1
+    assert main(["--tracking-uri", f"sqlite:///{tmp_path / 'absent.db'}", "--out", str(missing)]) == 2
     assert "absent.db" in capsys.readouterr().err and not missing.exists()
 
 

@@ -516,3 +516,18 @@ def test_composite_methods_take_their_samplers_distinct_colours():
     colours = [method_colour(m) for m in composites]
     assert colours == [METHOD_COLOURS[m.split("+")[1]] for m in composites]
     assert len(set(colours)) == len(colours)
+
+
+def test_cli_writes_nothing_outside_its_output_and_the_stores_folder(synthetic_store, tmp_path, monkeypatch):
+    """The default history cache is ``.analysis_cache`` beside the database, not in the working folder."""
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    monkeypatch.chdir(launch)
+    store_folder = synthetic_store.path.parent
+    before = {p for p in store_folder.iterdir() if p.name != ".analysis_cache"}
+    out = tmp_path / "out"
+    args = ["--tracking-uri", synthetic_store.tracking_uri, "--sweep", "demo", "--out", str(out), "--no-progress"]
+    assert main([*args, "--reps", str(REPS)]) == 0
+    assert list(launch.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["launch", "out"]
+    assert {p for p in store_folder.iterdir() if p.name != ".analysis_cache"} == before
+    assert any((store_folder / ".analysis_cache").rglob("*.parquet"))

@@ -40,7 +40,8 @@ class PlantedPayload:
 def plant(run_dir, payload, mlflow_run_id=None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": payload}, run_dir / LAST_CKPT)
-    meta = {"mlflow_run_id": mlflow_run_id, "env_steps": 800, "sha256": sha256_of(run_dir / LAST_CKPT)}
+    meta = {"mlflow_run_id": mlflow_run_id, "identity": run_dir.name, "env_steps": 800,
+            "sha256": sha256_of(run_dir / LAST_CKPT), "saved_at": "2025-01-01T00:00:00"}  # fmt: skip
     (run_dir / SIDECAR).write_text(json.dumps(meta))  # a matching checksum: the attacker can write it too
 
 
