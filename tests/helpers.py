@@ -99,6 +99,27 @@ def the_run(uri: str):
     return client, runs[0]
 
 
+def crash_then_damage(tmp_path: Path, crash_once_after, overrides, damage, damaged: str):
+    """Train `overrides` until a simulated crash (a FAILED run with a checkpoint), then apply
+    ``damage`` to the file `damaged` of its checkpoint folder; returns ``cfg, uri, run_dir, histories``."""
+    import pytest
+
+    import macpo.train as train
+    from macpo.runs.checkpoints import LAST_CKPT, run_checkpoint_dir
+    from macpo.runs.identity import run_identity
+
+    uri = store_uri(tmp_path / "m.db")
+    cfg = train.compose([*overrides, f"logger.tracking_uri={uri}"])
+    run_dir = run_checkpoint_dir(cfg, run_identity(cfg), tmp_path)
+    crash_once_after(1000)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.run(cfg)
+    status, before = metric_histories(uri)
+    assert status == "FAILED" and (run_dir / LAST_CKPT).exists()
+    damage(run_dir / damaged)
+    return cfg, uri, run_dir, before
+
+
 def metric_histories(uri: str, skip_prefix: str = "perf/") -> tuple[str, dict[str, list[tuple[int, float]]]]:
     """Status of the store's only run and, per metric, its (step, value) pairs in logged order."""
     client, run = the_run(uri)

@@ -22,7 +22,7 @@ from macpo.algos.base import MarlAlgorithm
 from macpo.algos.guard import NonFiniteUpdateError
 from macpo.runs.checkpoints import LAST_CKPT, SIDECAR, check_checkpoint, run_checkpoint_dir, sha256_of
 from macpo.runs.identity import run_identity
-from tests.helpers import TINY, assert_continuous, metric_histories, store_uri
+from tests.helpers import TINY, assert_continuous, crash_then_damage, metric_histories, store_uri
 
 SHORT = [*TINY, "t_max=1600", "checkpoint_interval=400", "device=cpu"]
 
@@ -96,15 +96,7 @@ def _nan_weights_with_a_matching_checksum(path):
 )  # fmt: skip
 def test_damaged_checkpoint_is_set_aside_and_the_run_restarts_cleanly(tmp_path, caplog, crash_once_after, damage,
                                                                       reason):  # fmt: skip
-    uri = store_uri(tmp_path / "m.db")
-    cfg = train.compose([*SHORT, f"logger.tracking_uri={uri}"])
-    run_dir = run_checkpoint_dir(cfg, run_identity(cfg), tmp_path)
-    crash_once_after(1000)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train.run(cfg)
-    status, before = metric_histories(uri)
-    assert status == "FAILED" and (run_dir / LAST_CKPT).exists()
-    damage(run_dir / LAST_CKPT)
+    cfg, uri, run_dir, before = crash_then_damage(tmp_path, crash_once_after, SHORT, damage, LAST_CKPT)
 
     with caplog.at_level(logging.WARNING):
         train.run(cfg)  # the same command again

@@ -15,7 +15,7 @@ import pytest
 import macpo.train as train
 from macpo.runs.checkpoints import LAST_CKPT, SIDECAR, read_sidecar, run_checkpoint_dir
 from macpo.runs.identity import run_identity
-from tests.helpers import TINY, assert_continuous, metric_histories, run_cli, store_uri
+from tests.helpers import TINY, assert_continuous, crash_then_damage, metric_histories, run_cli, store_uri
 
 SHORT = [*TINY, "t_max=1600", "checkpoint_interval=400", "device=cpu"]
 GOOD = {"mlflow_run_id": "0" * 32, "identity": "0123456789abcdef", "env_steps": 800, "sha256": "a" * 64,
@@ -39,15 +39,7 @@ def _folder(path):
 )  # fmt: skip
 def test_a_damaged_sidecar_sets_the_checkpoint_aside_and_the_run_finishes(tmp_path, caplog, crash_once_after,
                                                                          damage, reason):  # fmt: skip
-    uri = store_uri(tmp_path / "m.db")
-    cfg = train.compose([*SHORT, f"logger.tracking_uri={uri}"])
-    run_dir = run_checkpoint_dir(cfg, run_identity(cfg), tmp_path)
-    crash_once_after(1000)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train.run(cfg)
-    status, before = metric_histories(uri)
-    assert status == "FAILED" and (run_dir / LAST_CKPT).exists()
-    damage(run_dir / SIDECAR)
+    cfg, uri, run_dir, before = crash_then_damage(tmp_path, crash_once_after, SHORT, damage, SIDECAR)
 
     with caplog.at_level(logging.WARNING):
         train.run(cfg)  # the same command again: no crash, no hand edit
