@@ -20,6 +20,7 @@ from analysis.load import load_runs
 from analysis.report import PAGE_GRIDS, SUMMARY_END, SUMMARY_START, main, summary_lines, write_page
 from analysis.results import Grid, export_grid, read_folder
 from analysis.selection import FIG1_REPLAY, FIG2_PREDATOR_PREY, FIG4_ABLATION, select_runs
+from macpo.runs.grids import grid_cells
 from tests.analysis.results_store import INTERVAL, T_MAX, FakeRun, log_runs
 
 EXPERIMENT = "results"
@@ -227,6 +228,17 @@ def test_every_planned_grid_matches_its_file_name(built):
         assert [name for name, results in files.items() if plan.matches(results)] == [
             Grid(plan.name, "results", plan.punishment, plan.map_name).file_name()
         ]
+
+
+def test_each_grids_command_trains_its_planned_runs_and_shared_runs_once():
+    """A grid's `run it` command covers its planned lines × seeds; a line trained in another grid is left out."""
+    for plan in PAGE_GRIDS:
+        words = plan.train.split()
+        assert words[:4] == ["python", "-m", "macpo.train", "-m"] and f"sweep={plan.name}" in words
+        cells = [dict(o.split("=", 1) for o in cell.split()) for cell in grid_cells(plan.name, words[4:])]
+        trained = {(cell.get("sampler", cell.get("method")), int(cell["seed"])) for cell in cells}
+        shared = {("macpo", seed) for seed in plan.seeds} if plan.shared else set()
+        assert trained.isdisjoint(shared) and trained | shared == {(m, s) for m in plan.methods for s in plan.seeds}
 
 
 # ---- the statistics behind a verdict ------------------------------------------------------------
