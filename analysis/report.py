@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import claims as claims_module
@@ -60,6 +61,9 @@ class PageGrid:
         )  # fmt: skip
 
 
+#: the paper's budget in env steps (conf/budget/paper.yaml; a test pins the two together)
+PAPER_T_MAX = {"predator_prey": 2_050_000}
+PAPER_T_MAX_DEFAULT = 2_000_000  # SMAC
 MARL_METHODS = ("qmix", "ow_qmix", "cw_qmix", "qplex", "vdac", "fop", "dop", "macpo")
 SEEDS = (0, 1, 2)
 #: MAC-PO (its own sampler) on 5m_vs_6m-lite is one configuration in grids b, c and d: trained once, in b
@@ -232,7 +236,8 @@ def render(page: Page, page_dir: Path, folder: str | Path) -> str:
         "32% at 0.5M, the real game ≈32%). It is not StarCraft II: a map here is `5m_vs_6m-lite`, and its "
         "numbers are not the paper's game.",
         "- **The budget is reduced**: 0.3M env steps on predator-prey and 0.5M on SMAC-lite (preset "
-        "`budget=results`), against the paper's 2M (2.05M on predator-prey); the other hyperparameters are the "
+        f"`budget=results`), against the paper's {_steps(PAPER_T_MAX_DEFAULT)} "
+        f"({_steps(PAPER_T_MAX['predator_prey'])} on predator-prey); the other hyperparameters are the "
         "paper's (Table 2, preset `budget=paper`), with no per-method tuning.",
         "- **3 seeds** per method (the paper used 4 for its main results, 3 for ablations).",
         "- **The ablation (Fig. 4) runs on 5m_vs_6m-lite**, not on MMM2 as in the paper: MMM2 at 2M steps is "
@@ -243,6 +248,12 @@ def render(page: Page, page_dir: Path, folder: str | Path) -> str:
         "## The grids",
         "",
         _grid_overview(page),
+        "The last column estimates what the same runs cost at the paper's budget on this machine: each "
+        "method's mean CPU-seconds per env step in our runs × the paper's env steps × the planned seeds, "
+        "summed over the methods that have runs. It assumes the cost grows linearly with env steps (one "
+        "learner update per 8 episodes collected, as here); longer episodes later in training would make it "
+        "an underestimate. The paper's grids also have 4 seeds, not 3, and three maps.",
+        "",
         "## The paper's claims",
         "",
         claims_module.VERDICT_RULE,
@@ -276,7 +287,8 @@ def render(page: Page, page_dir: Path, folder: str | Path) -> str:
 
 
 def _grid_overview(page: Page) -> str:
-    header = ["grid", "figure", "file", "runs (present / planned)", "budget (env steps)", "precision", "CPU-hours"]
+    header = ["grid", "figure", "file", "runs (present / planned)", "budget (env steps)", "precision", "CPU-hours",
+              "CPU-hours at the paper's budget (est.)"]  # fmt: skip
     rows = []
     for grid in page.grids:
         planned = len(grid.plan.methods) * len(grid.plan.seeds) if grid.plan else None
@@ -292,12 +304,13 @@ def _grid_overview(page: Page) -> str:
                 _counts(grid.records["t_max"].map(_steps)),
                 _counts(grid.records["precision"]),
                 _cpu_hours(grid.records),
+                _paper_budget_hours(grid),
             ]
         )
     for plan in PAGE_GRIDS:
         if not any(grid.plan is plan for grid in page.grids):
             rows.append([plan.key, plan.title.split(" on ")[0], "–", f"0 / {len(plan.methods) * len(plan.seeds)}",
-                         "–", "–", "–"])  # fmt: skip
+                         "–", "–", "–", "–"])  # fmt: skip
     return tables.markdown_table(header, rows)
 
 
@@ -409,6 +422,31 @@ def _cpu_hours(records: pd.DataFrame) -> str:
     text = f"{seconds.sum() / 3600:.1f}"
     unknown = int(seconds.isna().sum())
     return text if not unknown else f"≥ {text} ({unknown} run(s) without `perf/cpu_seconds`)"
+
+
+def paper_t_max(environment: str) -> int:
+    """The paper's env steps for a run of `environment` (marl-eval's environment name)."""
+    return PAPER_T_MAX.get(environment, PAPER_T_MAX_DEFAULT)
+
+
+def _paper_budget_hours(grid: GridReport) -> str:
+    """``≈ 21.3``: the planned runs' CPU-hours at the paper's env steps, from each method's cost per step."""
+    if grid.plan is None or grid.scores.empty:
+        return "–"
+    records = grid.records.set_index("run_id")
+    method_of = dict(zip(grid.scores["run_id"], grid.scores["method"]))
+    per_step: dict[str, list[float]] = {}
+    for run_id, run in records.iterrows():
+        seconds, t_max = pd.to_numeric(run["cpu_seconds"], errors="coerce"), run["t_max"]
+        if run_id in method_of and pd.notna(seconds) and pd.notna(t_max) and t_max > 0:
+            paper_seconds = seconds / t_max * paper_t_max(run["environment"])
+            per_step.setdefault(method_of[run_id], []).append(paper_seconds)
+    costed = [m for m in grid.plan.methods if m in per_step]
+    if not costed:
+        return "unknown"
+    hours = sum(np.mean(per_step[m]) for m in costed) * len(grid.plan.seeds) / 3600
+    left_out = [method_label(m) for m in grid.plan.methods if m not in per_step]
+    return f"≈ {hours:.0f}" + (f" (without {', '.join(left_out)})" if left_out else "")
 
 
 def _per_run_hours(records: pd.DataFrame) -> str:

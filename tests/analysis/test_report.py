@@ -17,9 +17,10 @@ import pytest
 
 from analysis import claims, tables
 from analysis.load import load_runs
-from analysis.report import PAGE_GRIDS, SUMMARY_END, SUMMARY_START, main, summary_lines, write_page
+from analysis.report import PAGE_GRIDS, SUMMARY_END, SUMMARY_START, main, paper_t_max, summary_lines, write_page
 from analysis.results import Grid, export_grid, read_folder
 from analysis.selection import FIG1_REPLAY, FIG2_PREDATOR_PREY, FIG4_ABLATION, select_runs
+from macpo.config.checks import compose
 from macpo.runs.grids import grid_cells
 from tests.analysis.results_store import INTERVAL, T_MAX, FakeRun, log_runs
 
@@ -239,6 +240,22 @@ def test_each_grids_command_trains_its_planned_runs_and_shared_runs_once():
         trained = {(cell.get("sampler", cell.get("method")), int(cell["seed"])) for cell in cells}
         shared = {("macpo", seed) for seed in plan.seeds} if plan.shared else set()
         assert trained.isdisjoint(shared) and trained | shared == {(m, s) for m in plan.methods for s in plan.seeds}
+
+
+def test_paper_budget_cost_scales_each_methods_cost_per_step(built):
+    """1800 CPU-s per 50k-step run → 2.05M (predator-prey) or 2M (SMAC) steps, × 3 seeds, per costed method."""
+    _, _, page = built
+    rows = {line.split(" | ")[0]: line for line in page.markdown.splitlines() if line.startswith("| a |") or
+            line.startswith("| b |")}  # fmt: skip
+    per_run_a, per_run_b = 1800 / T_MAX * 2_050_000, 1800 / T_MAX * 2_000_000
+    uncosted = "OW-QMIX, CW-QMIX, QPLEX, VDAC, FOP, DOP"  # OW-QMIX's runs carry no perf/cpu_seconds
+    assert rows["| a"].endswith(f"| ≈ {2 * 3 * per_run_a / 3600:.0f} (without {uncosted}) |")
+    assert rows["| b"].endswith(f"| ≈ {7 * 3 * per_run_b / 3600:.0f} |")
+
+
+def test_the_paper_budget_is_the_budget_paper_preset():
+    for env, environment in (("predator_prey", "predator_prey"), ("5m_vs_6m", "smac_lite_v3")):
+        assert compose([f"env={env}", "budget=paper"]).t_max == paper_t_max(environment)
 
 
 # ---- the statistics behind a verdict ------------------------------------------------------------
