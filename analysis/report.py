@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis import claims as claims_module
 from analysis import tables
+from analysis.export import uniformity_gaps
 from analysis.figures import draw_selection
 from analysis.results import TOOL as EXPORT_TOOL
 from analysis.results import ResultsFile, ResultsFileError, read_folder, results_points, run_records
@@ -343,6 +344,7 @@ def _grid_section(grid: GridReport, page_dir: Path) -> list[str]:
         f"- measured CPU time: {_cpu_hours(records)} CPU-hours in all (sum of `perf/cpu_seconds`), "
         f"{_per_run_hours(records)} per run",
     ]
+    lines.append(f"- marl-eval: the file's `marl_eval` key is marl-eval's JSON; {_marl_eval_fit(grid)}")
     if grid.plan is not None:
         lines.append(f"- run it: `{grid.plan.train}`")
         if grid.plan.shared is not None:
@@ -407,6 +409,20 @@ def _missing_cells(grid: GridReport) -> str:
             word = "seed" if len(seeds) == 1 else "seeds"
             parts.append(f"{method_label(method)} ({word} {', '.join(map(str, seeds))})")
     return ", ".join(parts)
+
+
+def _marl_eval_fit(grid: GridReport) -> str:
+    """Whether marl-eval can aggregate the file's curves; missing runs are said by the section already."""
+    said = ("marl-eval aggregates", "runs per task/algorithm", ": no runs of ")
+    gaps = [gap for gap in uniformity_gaps(grid.results.marl_eval) if not any(mark in gap for mark in said)]
+    if not gaps:
+        later = " once the missing runs are in" if _missing_cells(grid) else ""
+        return f"its curves line up for marl-eval's aggregation{later}"
+    return (
+        f"its curves do not line up: {'; '.join(gaps)}. A test is played when at least `test_interval` env steps "
+        "have passed since the last one, so the number of tests depends on episode lengths; marl-eval takes the "
+        "number of steps from one run"
+    )
 
 
 def _counts(values: pd.Series) -> str:

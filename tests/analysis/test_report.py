@@ -15,9 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import claims, tables
+from analysis import claims, report, tables
 from analysis.load import load_runs
-from analysis.report import PAGE_GRIDS, SUMMARY_END, SUMMARY_START, main, paper_t_max, summary_lines, write_page
+from analysis.report import (
+    PAGE_GRIDS,
+    SUMMARY_END,
+    SUMMARY_START,
+    analyse,
+    main,
+    paper_t_max,
+    summary_lines,
+    write_page,
+)
 from analysis.results import Grid, export_grid, read_folder
 from analysis.selection import FIG1_REPLAY, FIG2_PREDATOR_PREY, FIG4_ABLATION, select_runs
 from macpo.config.checks import compose
@@ -256,6 +265,17 @@ def test_paper_budget_cost_scales_each_methods_cost_per_step(built):
 def test_the_paper_budget_is_the_budget_paper_preset():
     for env, environment in (("predator_prey", "predator_prey"), ("5m_vs_6m", "smac_lite_v3")):
         assert compose([f"env={env}", "budget=paper"]).t_max == paper_t_max(environment)
+
+
+def test_the_page_says_whether_marl_eval_can_aggregate_a_grid(built):
+    _, root, _ = built
+    (grid_b,) = [f for f in read_folder(root / "results") if f.grid.name == "fig1_replay"]
+    section = "\n".join(report._grid_section(analyse([grid_b], reps=REPS).grids[0], root))
+    assert "its curves line up for marl-eval's aggregation\n" in section  # complete, every run tested alike
+    curve = grid_b.curve(next(iter(grid_b.runs)))
+    del curve[max((k for k in curve if k.startswith("step_")), key=lambda k: int(k[5:]))]  # one test fewer
+    section = "\n".join(report._grid_section(analyse([grid_b], reps=REPS).grids[0], root))
+    assert "its curves do not line up" in section and "different numbers of evaluations" in section
 
 
 # ---- the statistics behind a verdict ------------------------------------------------------------
