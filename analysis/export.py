@@ -141,6 +141,15 @@ def run_places(points: pd.DataFrame, env_params: dict[str, dict[str, str]] | Non
     return runs
 
 
+def evaluation_counts(data: dict) -> dict[str, list[int]]:
+    """Environment → the distinct numbers of evaluations its runs have (marl-eval needs one)."""
+    return {
+        environment: sorted({len(record) - 1 for algos in tasks.values() for runs in algos.values()
+                             for record in runs.values()})  # fmt: skip
+        for environment, tasks in data.items()
+    }
+
+
 def uniformity_gaps(data: dict) -> list[str]:
     """What keeps each environment from marl-eval's rectangular layout, one line per gap."""
     gaps = []
@@ -154,9 +163,9 @@ def uniformity_gaps(data: dict) -> list[str]:
         if len(set(seeds.values())) > 1:
             counts = ", ".join(f"{t}/{a}: {n}" for (t, a), n in sorted(seeds.items()))
             gaps.append(f"{environment}: runs per task/algorithm differ ({counts})")
-        lengths = {len(record) - 1 for algos in tasks.values() for runs in algos.values() for record in runs.values()}
+        lengths = evaluation_counts(data)[environment]
         if len(lengths) > 1:
-            gaps.append(f"{environment}: runs have different numbers of evaluations ({sorted(lengths)})")
+            gaps.append(f"{environment}: runs have different numbers of evaluations ({lengths})")
     if gaps:
         gaps.append("marl-eval aggregates an environment only when all of its runs line up; see the lines above")
     return gaps

@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis import claims as claims_module
 from analysis import tables
-from analysis.export import uniformity_gaps
+from analysis.export import evaluation_counts
 from analysis.figures import draw_selection
 from analysis.results import TOOL as EXPORT_TOOL
 from analysis.results import ResultsFile, ResultsFileError, read_folder, results_points, run_records
@@ -413,13 +412,13 @@ def _missing_cells(grid: GridReport) -> str:
 
 def _marl_eval_fit(grid: GridReport) -> str:
     """Whether marl-eval can aggregate the file's curves; missing runs are said by the section already."""
-    said = ("marl-eval aggregates", "runs per task/algorithm", ": no runs of ")
-    gaps = [gap for gap in uniformity_gaps(grid.results.marl_eval) if not any(mark in gap for mark in said)]
-    if not gaps:
+    uneven = {env: counts for env, counts in evaluation_counts(grid.results.marl_eval).items() if len(counts) > 1}
+    if not uneven:
         later = " once the missing runs are in" if _missing_cells(grid) else ""
         return f"its curves line up for marl-eval's aggregation{later}"
+    gaps = "; ".join(f"{env}: runs have different numbers of evaluations ({counts})" for env, counts in uneven.items())
     return (
-        f"its curves do not line up: {'; '.join(gaps)}. A test is played when at least `test_interval` env steps "
+        f"its curves do not line up: {gaps}. A test is played when at least `test_interval` env steps "
         "have passed since the last one, so the number of tests depends on episode lengths; marl-eval takes the "
         "number of steps from one run"
     )
@@ -449,18 +448,14 @@ def _paper_budget_hours(grid: GridReport) -> str:
     """``≈ 21.3``: the planned runs' CPU-hours at the paper's env steps, from each method's cost per step."""
     if grid.plan is None or grid.scores.empty:
         return "–"
-    records = grid.records.set_index("run_id")
-    method_of = dict(zip(grid.scores["run_id"], grid.scores["method"]))
-    per_step: dict[str, list[float]] = {}
-    for run_id, run in records.iterrows():
-        seconds, t_max = pd.to_numeric(run["cpu_seconds"], errors="coerce"), run["t_max"]
-        if run_id in method_of and pd.notna(seconds) and pd.notna(t_max) and t_max > 0:
-            paper_seconds = seconds / t_max * paper_t_max(run["environment"])
-            per_step.setdefault(method_of[run_id], []).append(paper_seconds)
+    runs = grid.records
+    method = runs["run_id"].map(dict(zip(grid.scores["run_id"], grid.scores["method"])))
+    per_step_seconds = pd.to_numeric(runs["cpu_seconds"], errors="coerce") / runs["t_max"].where(runs["t_max"] > 0)
+    per_step = (per_step_seconds * runs["environment"].map(paper_t_max)).groupby(method).mean().dropna()
     costed = [m for m in grid.plan.methods if m in per_step]
     if not costed:
         return "unknown"
-    hours = sum(np.mean(per_step[m]) for m in costed) * len(grid.plan.seeds) / 3600
+    hours = sum(per_step[m] for m in costed) * len(grid.plan.seeds) / 3600
     left_out = [method_label(m) for m in grid.plan.methods if m not in per_step]
     return f"≈ {hours:.0f}" + (f" (without {', '.join(left_out)})" if left_out else "")
 
