@@ -88,6 +88,22 @@ PAGE_GRIDS = (
 )
 
 
+@dataclass(frozen=True)
+class SameConfiguration:
+    """Two lines of two grids that are one configuration by the paper's formulas (a check of determinism)."""
+
+    first: tuple[str, str]  # (grid key, method)
+    second: tuple[str, str]
+    why: str
+
+
+SAME_CONFIGURATIONS = (
+    SameConfiguration(("b", "discor"), ("c", "macpo_no_joint"),
+                      "the paper's DisCor weight |δ| · exp(−|Q_tot − Q*|) is MAC-PO's without the joint-action "
+                      "factor f, on the same backbone"),  # fmt: skip
+)
+
+
 @dataclass
 class GridReport:
     """What the page says about one results file."""
@@ -266,7 +282,7 @@ def render(page: Page, page_dir: Path, folder: str | Path) -> str:
         claims_module.claims_markdown(page.measurements),
     ]
     for grid in page.grids:
-        lines += _grid_section(grid, page_dir)
+        lines += _grid_section(grid, page_dir) + _same_configuration_lines(page, grid)
     missing = [plan for plan in PAGE_GRIDS if not any(grid.plan is plan for grid in page.grids)]
     if missing:
         lines += ["## Grids not run yet", ""]
@@ -370,6 +386,44 @@ def _grid_section(grid: GridReport, page_dir: Path) -> list[str]:
         tables.improvement_markdown(grid.improvement) if not grid.improvement.empty else _no_improvement(grid),
     ]
     return lines
+
+
+def _same_configuration_lines(page: Page, grid: GridReport) -> list[str]:
+    """For each line of `grid` that is another grid's line by the formulas: do their finals agree per seed?"""
+    by_key = {other.plan.key: other for other in page.grids if other.plan is not None}
+    lines = []
+    for same in SAME_CONFIGURATIONS:
+        (first_key, first), (second_key, second) = same.first, same.second
+        if grid.plan is None or grid.plan.key != second_key or first_key not in by_key:
+            continue
+        finals = [_finals_by_seed(by_key[first_key], first), _finals_by_seed(grid, second)]
+        seeds = sorted(set(finals[0]) & set(finals[1]))
+        if not seeds:
+            continue
+        digits = 1 if grid.spec.is_win_rate else 2
+        differ = [s for s in seeds if finals[0][s] != finals[1][s]]
+        head = (
+            f"{method_label(second)} (this grid) and {method_label(first)} (grid {first_key}) are one "
+            f"configuration: {same.why}; each was trained under its own grid's name. "
+        )
+        if differ:
+            pairs = ", ".join(f"seed {s}: {finals[1][s]:.{digits}f} vs {finals[0][s]:.{digits}f}" for s in differ)
+            body = f"Their final values differ ({pairs}): the runs are not reproducible from the seed alone."
+        else:
+            values = ", ".join(f"{finals[1][s]:.{digits}f}" for s in seeds)
+            body = (
+                f"Their final values agree on every seed they share ({', '.join(map(str, seeds))}: {values}): "
+                "a run is determined by its configuration and seed, and this grid's claim on the "
+                f"{method_label(second)} line is the same comparison as MAC-PO against {method_label(first)} "
+                f"in grid {first_key}."
+            )
+        lines += [head + body, ""]
+    return lines
+
+
+def _finals_by_seed(grid: GridReport, method: str) -> dict[int, float]:
+    mine = grid.scores[grid.scores["method"] == method]
+    return dict(zip(mine["seed"].astype(int), mine["final"]))
 
 
 def _per_seed_markdown(grid: GridReport) -> str:

@@ -8,6 +8,7 @@ improvement and claim measurements as the store itself.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -276,6 +277,23 @@ def test_the_page_says_whether_marl_eval_can_aggregate_a_grid(built):
     del curve[max((k for k in curve if k.startswith("step_")), key=lambda k: int(k[5:]))]  # one test fewer
     section = "\n".join(report._grid_section(analyse([grid_b], reps=REPS).grids[0], root))
     assert "its curves do not line up" in section and "different numbers of evaluations" in section
+
+
+def test_one_configuration_in_two_grids_is_checked_seed_by_seed(built):
+    """DisCor (b) and MAC-PO w/o the joint term (c) are one configuration: the page compares their finals."""
+    _, _, page = built
+    grids = {grid.plan.key: grid for grid in page.grids}
+    (differ,) = [line for line in report._same_configuration_lines(page, grids["c"]) if line]
+    assert "differ (seed 0: 20.0 vs 32.0, seed 1: 25.0 vs 37.0, seed 2: 30.0 vs 42.0)" in differ
+    scores = grids["c"].scores.copy()
+    ablated = scores["method"] == "macpo_no_joint"
+    discor = grids["b"].scores.set_index(["method", "seed"]).loc["discor", "final"]
+    scores.loc[ablated, "final"] = scores.loc[ablated, "seed"].map(discor).to_numpy()
+    alike = report.Page(grids=[grids["b"], dataclasses.replace(grids["c"], scores=scores)])
+    (agree,) = [line for line in report._same_configuration_lines(alike, alike.grids[1]) if line]
+    assert "agree on every seed they share (0, 1, 2: 32.0, 37.0, 42.0)" in agree
+    assert report._same_configuration_lines(page, grids["b"]) == []  # said once, under the second grid
+    assert report._same_configuration_lines(report.Page(grids=[grids["c"]]), grids["c"]) == []  # b not run
 
 
 # ---- the statistics behind a verdict ------------------------------------------------------------
