@@ -42,7 +42,7 @@ SUMMARY_END = "<!-- end of results summary -->"
 
 @dataclass(frozen=True)
 class PageGrid:
-    """One grid the page plans for (issue 18, a-d): which file, lines and seeds make it complete."""
+    """One grid the page plans for (issue 18: a-d, then e): which file, lines and seeds make it complete."""
 
     key: str
     name: str  # the figure's sweep name
@@ -85,6 +85,9 @@ PAGE_GRIDS = (
              "python -m macpo.train -m sweep=fig3_smac_marl budget=results env=5m_vs_6m "
              "method=qmix,ow_qmix,cw_qmix,qplex,vdac,fop,dop seed=0,1,2",
              map_name="5m_vs_6m", shared=MACPO_FROM_GRID_B),  # fmt: skip
+    PageGrid("e", "fig2_predator_prey", "Figure 2 on predator-prey, the hard punishment p = −2", MARL_METHODS, SEEDS,
+             "python -m macpo.train -m sweep=fig2_predator_prey budget=results env.punishment=-2 seed=0,1,2",
+             punishment=-2.0),  # fmt: skip
 )
 
 

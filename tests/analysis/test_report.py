@@ -227,7 +227,7 @@ def test_readme_summary_counts_the_verdicts_and_is_rewritten_between_its_markers
     _, root, page = built
     lines = summary_lines(page)
     assert len(lines) == 5 and all(line.startswith("- **") for line in lines)
-    assert lines[0].endswith("a 9/24, b 21/21, c 10/12, d 0/24.")
+    assert lines[0].endswith("a 9/24, b 21/21, c 10/12, d 0/24, e 0/24.")
     verdicts = [m.verdict for m in page.measurements]
     for line, verdict in zip(lines[1:4], (claims.REPRODUCED, claims.CONTRADICTED, claims.INCONCLUSIVE)):
         assert f"({verdicts.count(verdict)})" in line
