@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import claims as claims_module
@@ -104,6 +105,23 @@ SAME_CONFIGURATIONS = (
     SameConfiguration(("b", "discor"), ("c", "macpo_no_joint"),
                       "the paper's DisCor weight |δ| · exp(−|Q_tot − Q*|) is MAC-PO's without the joint-action "
                       "factor f, on the same backbone"),  # fmt: skip
+)
+
+
+@dataclass(frozen=True)
+class CrossGridComparison:
+    """A comparison the paper does not draw, between lines of two grids on the same map, budget and seeds."""
+
+    first: tuple[str, str]  # (grid key, method): A in A − B
+    second: tuple[str, str]
+    first_label: str
+    why: str
+
+
+CROSS_GRID_COMPARISONS = (
+    CrossGridComparison(("b", "uniform"), ("d", "qmix"), "MAC-PO's learner with uniform replay",
+                        "how much of MAC-PO's distance to QMIX comes from its learner rather than its "
+                        "replay"),  # fmt: skip
 )
 
 
@@ -286,6 +304,7 @@ def render(page: Page, page_dir: Path, folder: str | Path) -> str:
     ]
     for grid in page.grids:
         lines += _grid_section(grid, page_dir) + _same_configuration_lines(page, grid)
+        lines += _cross_grid_lines(page, grid)
     missing = [plan for plan in PAGE_GRIDS if not any(grid.plan is plan for grid in page.grids)]
     if missing:
         lines += ["## Grids not run yet", ""]
@@ -421,6 +440,29 @@ def _same_configuration_lines(page: Page, grid: GridReport) -> list[str]:
                 f"in grid {first_key}."
             )
         lines += [head + body, ""]
+    return lines
+
+
+def _cross_grid_lines(page: Page, grid: GridReport, *, reps: int = tables.BOOTSTRAP_REPS) -> list[str]:
+    """Under the second grid: A − B with its stratified-bootstrap CI, A and B from two grids."""
+    by_key = {other.plan.key: other for other in page.grids if other.plan is not None}
+    lines = []
+    for comparison in CROSS_GRID_COMPARISONS:
+        (first_key, first), (second_key, second) = comparison.first, comparison.second
+        if grid.plan is None or grid.plan.key != second_key or first_key not in by_key:
+            continue
+        mine, theirs = _finals_by_seed(by_key[first_key], first), _finals_by_seed(grid, second)
+        if min(len(mine), len(theirs)) < claims_module.MIN_RUNS:
+            continue
+        x, y = list(mine.values()), list(theirs.values())
+        difference, low, high, probability, p_low, p_high = claims_module.compare(x, y, reps=reps)
+        a, b = f"{comparison.first_label} (grid {first_key})", f"{method_label(second)} (this grid)"
+        lines += [
+            f"Not a claim of the paper, {comparison.why}: {a} {np.mean(x):.1f} against {b} {np.mean(y):.1f} "
+            f"(n={len(x)}/{len(y)}); difference {difference:+.1f} [{low:+.1f}, {high:+.1f}], "
+            f"P(A > B) {probability:.2f} [{p_low:.2f}, {p_high:.2f}].",
+            "",
+        ]
     return lines
 
 

@@ -310,6 +310,23 @@ def test_one_configuration_in_two_grids_is_checked_seed_by_seed(built):
     assert report._same_configuration_lines(report.Page(grids=[grids["c"]]), grids["c"]) == []  # b not run
 
 
+def test_a_comparison_across_grids_is_drawn_with_its_ci_once_both_lines_have_runs(built):
+    """Grid b's uniform-replay control against grid d's QMIX (here: a grid d built from grid c's frame)."""
+    _, _, page = built
+    grids = {grid.plan.key: grid for grid in page.grids}
+    (plan_d,) = [plan for plan in PAGE_GRIDS if plan.key == "d"]
+    qmix = grids["c"].scores[grids["c"].scores["method"] == "macpo_no_joint"].assign(method="qmix")  # 20, 25, 30
+    grid_d = dataclasses.replace(grids["c"], plan=plan_d, scores=qmix)
+    with_d = report.Page(grids=[grids["b"], grid_d])
+    (line,) = [line for line in report._cross_grid_lines(with_d, grid_d, reps=REPS) if line]
+    difference, low, high, *_ = claims.compare([40.0, 45.0, 50.0], [20.0, 25.0, 30.0], reps=REPS)
+    assert difference == pytest.approx(20.0) and low > 0
+    assert f"(grid b) 45.0 against QMIX (this grid) 25.0 (n=3/3); difference +20.0 [{low:+.1f}, {high:+.1f}]" in line
+    one_run = dataclasses.replace(grid_d, scores=qmix.iloc[:1])
+    assert report._cross_grid_lines(report.Page(grids=[grids["b"], one_run]), one_run, reps=REPS) == []
+    assert report._cross_grid_lines(page, grids["c"], reps=REPS) == []  # drawn under grid d only
+
+
 # ---- the statistics behind a verdict ------------------------------------------------------------
 
 
