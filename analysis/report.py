@@ -9,6 +9,9 @@ the paper's claims with verdicts (``analysis.claims``). No store, no training: s
 The page says what each grid is against the plan of issue 18 (``PAGE_GRIDS``: which methods
 and seeds), which of its cells are present, and where its numbers came from: budget, precision,
 commits, machines and measured CPU-hours (the sum of each run's ``perf/cpu_seconds``).
+Two kinds of notes join grids: lines that are one configuration by the paper's formulas
+(``SAME_CONFIGURATIONS``, their finals compared seed by seed) and comparisons the paper does not
+draw (``CROSS_GRID_COMPARISONS``, with a CI).
 With ``--readme README.md`` it also rewrites the README's five-line summary of the verdicts
 (between ``SUMMARY_START`` and ``SUMMARY_END``), so the README never states a result by hand.
 """
