@@ -246,13 +246,13 @@ def measure(
         theirs = candidates.loc[candidates["method"] == other, "final"].to_numpy(float)
         difference, low, high, probability, p_low, p_high = compare(mine, theirs, reps=reps, seed=seed)
         decided, reason = verdict(claim, low, high, len(mine), len(theirs))
-        unrun = [m for m in claim.others if (candidates["method"] == m).sum() < MIN_RUNS]
+        # a method without runs may be the real second best; it can only raise the bar, so a
+        # contradiction stands but a reproduction waits for it
+        runs_of = candidates["method"].value_counts()
+        unrun = [method_label(m) for m in claim.others if runs_of.get(m, 0) < MIN_RUNS]
         if claim.best_of and decided == REPRODUCED and unrun:
-            # a method without runs may be the real second best; it can only raise the bar, so a
-            # contradiction stands but a reproduction waits for it
             decided = INCONCLUSIVE
-            unrun_labels = ", ".join(map(method_label, unrun))
-            reason = f"fewer than {MIN_RUNS} runs of {unrun_labels}, which may be the second best"
+            reason = f"fewer than {MIN_RUNS} runs of {', '.join(unrun)}, which may be the second best"
         found.append(
             Measurement(claim, grid, task, other, len(mine), len(theirs), float(mine.mean()), float(theirs.mean()),
                         difference, low, high, probability, p_low, p_high, decided, reason,

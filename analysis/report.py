@@ -96,12 +96,17 @@ PAGE_GRIDS = (
 
 
 @dataclass(frozen=True)
-class SameConfiguration:
-    """Two lines of two grids that are one configuration by the paper's formulas (a check of determinism)."""
+class GridPairNote:
+    """A note joining a line of one grid to a line of another, printed under the second grid."""
 
     first: tuple[str, str]  # (grid key, method)
     second: tuple[str, str]
     why: str
+
+
+@dataclass(frozen=True)
+class SameConfiguration(GridPairNote):
+    """Two lines that are one configuration by the paper's formulas (a check of determinism)."""
 
 
 SAME_CONFIGURATIONS = (
@@ -112,19 +117,16 @@ SAME_CONFIGURATIONS = (
 
 
 @dataclass(frozen=True)
-class CrossGridComparison:
-    """A comparison the paper does not draw, between lines of two grids on the same map, budget and seeds."""
+class CrossGridComparison(GridPairNote):
+    """A comparison the paper does not draw (A − B, A the first line), on the same map, budget and seeds."""
 
-    first: tuple[str, str]  # (grid key, method): A in A − B
-    second: tuple[str, str]
-    first_label: str
-    why: str
+    first_label: str = ""
 
 
 CROSS_GRID_COMPARISONS = (
-    CrossGridComparison(("b", "uniform"), ("d", "qmix"), "MAC-PO's learner with uniform replay",
-                        "how much of MAC-PO's distance to QMIX comes from its learner rather than its "
-                        "replay"),  # fmt: skip
+    CrossGridComparison(("b", "uniform"), ("d", "qmix"),
+                        "how much of MAC-PO's distance to QMIX comes from its learner rather than its replay",
+                        first_label="MAC-PO's learner with uniform replay"),  # fmt: skip
 )
 
 
@@ -415,13 +417,10 @@ def _grid_section(grid: GridReport, page_dir: Path) -> list[str]:
 
 def _same_configuration_lines(page: Page, grid: GridReport) -> list[str]:
     """For each line of `grid` that is another grid's line by the formulas: do their finals agree per seed?"""
-    by_key = {other.plan.key: other for other in page.grids if other.plan is not None}
     lines = []
-    for same in SAME_CONFIGURATIONS:
-        (first_key, first), (second_key, second) = same.first, same.second
-        if grid.plan is None or grid.plan.key != second_key or first_key not in by_key:
-            continue
-        finals = [_finals_by_seed(by_key[first_key], first), _finals_by_seed(grid, second)]
+    for same, first_grid in _notes_under(page, grid, SAME_CONFIGURATIONS):
+        (first_key, first), (_, second) = same.first, same.second
+        finals = [_finals_by_seed(first_grid, first), _finals_by_seed(grid, second)]
         seeds = sorted(set(finals[0]) & set(finals[1]))
         if not seeds:
             continue
@@ -448,13 +447,10 @@ def _same_configuration_lines(page: Page, grid: GridReport) -> list[str]:
 
 def _cross_grid_lines(page: Page, grid: GridReport, *, reps: int = tables.BOOTSTRAP_REPS) -> list[str]:
     """Under the second grid: A − B with its stratified-bootstrap CI, A and B from two grids."""
-    by_key = {other.plan.key: other for other in page.grids if other.plan is not None}
     lines = []
-    for comparison in CROSS_GRID_COMPARISONS:
-        (first_key, first), (second_key, second) = comparison.first, comparison.second
-        if grid.plan is None or grid.plan.key != second_key or first_key not in by_key:
-            continue
-        mine, theirs = _finals_by_seed(by_key[first_key], first), _finals_by_seed(grid, second)
+    for comparison, first_grid in _notes_under(page, grid, CROSS_GRID_COMPARISONS):
+        (first_key, first), (_, second) = comparison.first, comparison.second
+        mine, theirs = _finals_by_seed(first_grid, first), _finals_by_seed(grid, second)
         if min(len(mine), len(theirs)) < claims_module.MIN_RUNS:
             continue
         x, y = list(mine.values()), list(theirs.values())
@@ -467,6 +463,14 @@ def _cross_grid_lines(page: Page, grid: GridReport, *, reps: int = tables.BOOTST
             "",
         ]
     return lines
+
+
+def _notes_under(page: Page, grid: GridReport, notes: Sequence[GridPairNote]):
+    """``(note, the first line's grid)`` for each note whose second line is in `grid` and whose first grid ran."""
+    by_key = {other.plan.key: other for other in page.grids if other.plan is not None}
+    for note in notes:
+        if grid.plan is not None and note.second[0] == grid.plan.key and note.first[0] in by_key:
+            yield note, by_key[note.first[0]]
 
 
 def _finals_by_seed(grid: GridReport, method: str) -> dict[int, float]:
